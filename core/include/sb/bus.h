@@ -1,0 +1,94 @@
+/* The bus: Switchboard's only door to NATS JetStream (nats.c is included nowhere else).
+ * A reconnecting connection; idempotent creation of the standard streams and durable pull
+ * consumers; publish with Nats-Msg-Id that waits for the JetStream ack; a pull loop that acks a
+ * message only after its handler (and so the handler's own publishes) succeeded. */
+#ifndef SB_BUS_H
+#define SB_BUS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "result.h"
+
+typedef struct sb_bus sb_bus_t;
+typedef struct sb_bus_pull sb_bus_pull_t;
+
+/* Stream names and the subjects they hold (see docs/architecture.md). */
+#define SB_STREAM_IN "SB_IN"                 /* sb.in.<p>.<channel>           */
+#define SB_STREAM_NLU "SB_NLU"               /* sb.nlu.<p>                    */
+#define SB_STREAM_BOT "SB_BOT"               /* sb.bot.<p>                    */
+#define SB_STREAM_ESC "SB_ESC"               /* sb.esc.<team>.<conversation>  */
+#define SB_STREAM_AGENT "SB_AGENT"           /* sb.agent.<verb>.<p>           */
+#define SB_STREAM_OUT "SB_OUT"               /* sb.out.<channel>              */
+#define SB_STREAM_EVENTS "SB_EVENTS"         /* sb.ev.<kind>                  */
+#define SB_STREAM_QUARANTINE "SB_QUARANTINE" /* sb.quarantine.<channel>       */
+
+/* Connects to cfg->url (comma-separated list) with endless reconnects. name is the client
+ * name shown by the server. With wait_connected false, the connection is retried in the
+ * background and the call returns SB_OK at once. The caller owns *out. Any thread. */
+SB_MUST_CHECK sb_result_t sb_bus_connect(sb_bus_t **out, const sb_config_nats_t *cfg,
+                                         const char *name, bool wait_connected);
+/* Drains nothing, closes and frees. Safe with NULL. */
+void sb_bus_destroy(sb_bus_t *bus);
+/* True while connected to a server. Any thread. */
+bool sb_bus_is_connected(const sb_bus_t *bus);
+
+/* Creates or updates the eight standard streams with the limits from the config given at
+ * connect. Idempotent. Blocking: never call it on a libuv loop thread. */
+SB_MUST_CHECK sb_result_t sb_bus_ensure_streams(sb_bus_t *bus);
+/* True when all standard streams exist (a JetStream request; blocking). */
+bool sb_bus_has_streams(sb_bus_t *bus);
+
+/* Publishes data to subject and waits for the JetStream ack (up to publish_timeout_ms).
+ * msg_id (may be NULL) goes in Nats-Msg-Id so the stream drops duplicates within its window;
+ * *duplicate (may be NULL) tells whether it was one. Returns SB_E_UNAVAILABLE when NATS or
+ * JetStream did not ack. Blocking; any thread but a libuv loop thread. data is borrowed. */
+SB_MUST_CHECK sb_result_t sb_bus_publish(sb_bus_t *bus, const char *subject, const void *data,
+                                         size_t len, const char *msg_id, bool *duplicate);
+
+/* A delivered message, borrowed for the duration of the handler call. */
+typedef struct sb_bus_msg {
+    const char *subject;
+    const void *data;
+    size_t len;
+    uint64_t num_delivered; /* 1 on first delivery */
+    uint64_t stream_seq;
+} sb_bus_msg_t;
+
+/* A handler's verdict decides the ack: SB_OK or SB_E_DUPLICATE ack (AckSync); SB_E_INVALID
+ * terminates the message (poison: logged and counted, never redelivered); anything else naks
+ * it with a back-off so it is redelivered. */
+typedef sb_result_t (*sb_bus_handler_fn)(void *ctx, const sb_bus_msg_t *msg);
+
+/* Creates (idempotently) a durable pull consumer `durable` on `stream` with `filter` (NULL =
+ * all subjects) and binds to it. Several processes binding the same durable share the work.
+ * Blocking. The caller owns *out and frees it with sb_bus_pull_destroy. */
+SB_MUST_CHECK sb_result_t sb_bus_pull_create(sb_bus_t *bus, const char *stream,
+                                             const char *durable, const char *filter,
+                                             sb_bus_pull_t **out);
+/* Fetches up to max messages, waiting at most timeout_ms for the first, and calls handler
+ * once per message on this thread, acking/naking each by its verdict. *handled (may be NULL)
+ * receives how many were delivered. A timeout with nothing to do is SB_OK with *handled = 0. */
+SB_MUST_CHECK sb_result_t sb_bus_pull_fetch(sb_bus_pull_t *pull, int max, int timeout_ms,
+                                            sb_bus_handler_fn handler, void *ctx,
+                                            int *handled);
+void sb_bus_pull_destroy(sb_bus_pull_t *pull);
+
+/* Core (non-JetStream) subscription for live views and tests: handler runs on a nats.c
+ * thread; its verdict is ignored. */
+typedef struct sb_bus_sub sb_bus_sub_t;
+SB_MUST_CHECK sb_result_t sb_bus_subscribe(sb_bus_t *bus, const char *subject,
+                                           sb_bus_handler_fn handler, void *ctx,
+                                           sb_bus_sub_t **out);
+void sb_bus_sub_destroy(sb_bus_sub_t *sub);
+
+/* Subject builders: write into buf (size n), return SB_E_TOO_LARGE if it does not fit.
+ * Tokens are checked: no '.', '*', '>' or whitespace inside a token. */
+SB_MUST_CHECK sb_result_t sb_bus_subject(char *buf, size_t n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* True if s is a valid single subject token. */
+bool sb_bus_is_token(const char *s);
+
+#endif

@@ -1,0 +1,32 @@
+/* Service bootstrap shared by every binary: flags (--config, --print-config, --help), logging,
+ * libsodium, configuration with per-service required keys, the bus connection and the stop
+ * flag set by SIGINT/SIGTERM. */
+#ifndef SB_SERVICE_H
+#define SB_SERVICE_H
+
+#include <stdbool.h>
+
+#include "bus.h"
+#include "config.h"
+
+typedef struct sb_service {
+    const char *name;  /* "router", "classifier", ... */
+    sb_config_t cfg;
+    sb_bus_t *bus;     /* connected by sb_service_connect */
+} sb_service_t;
+
+/* Parses argv and loads the configuration. Returns 0 to go on, or an exit status (> 0 on
+ * error, or -1 when a flag such as --print-config or --help was served and the process should
+ * exit 0). required: NULL-terminated dotted keys that must be set for this service. */
+int sb_service_init(sb_service_t *svc, const char *name, int argc, char **argv,
+                    const char *const *required, const char *usage);
+/* Connects the bus (retrying in the background when NATS is not up yet) and, with
+ * ensure_streams, creates the standard streams once connected (waits up to 30 s). */
+SB_MUST_CHECK sb_result_t sb_service_connect(sb_service_t *svc, bool ensure_streams);
+/* True once SIGINT/SIGTERM arrived (installs handlers in sb_service_init). Any thread. */
+bool sb_service_stopping(void);
+/* Marks the service as stopping (as a signal would). */
+void sb_service_request_stop(void);
+void sb_service_close(sb_service_t *svc);
+
+#endif
