@@ -115,6 +115,9 @@ SB_MUST_CHECK sb_result_t sb_config_require(const sb_config_t *cfg, const char *
 void sb_config_print(const sb_config_t *cfg, FILE *out);
 /* Prints the reference table (key, type, default, bounds, env, secret, help) as Markdown. */
 void sb_config_print_reference(FILE *out);
+/* The dotted name of the i-th key in table order, or NULL past the last one (docs, tests,
+ * `config get`-style tools). Any thread. */
+const char *sb_config_key_name(size_t i);
 void sb_config_free(sb_config_t *cfg);
 
 #endif
