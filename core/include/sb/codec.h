@@ -22,11 +22,14 @@ typedef Switchboard__V1__Escalation sb_escalation_t;
 typedef Switchboard__V1__AgentCommand sb_agent_command_t;
 typedef Switchboard__V1__Event sb_event_t;
 
-/* Packs msg into a new heap buffer the caller frees with free(). */
+/* Packs msg into a new heap buffer the caller frees with free(). SB_E_TOO_LARGE (nothing
+ * allocated) if the packed size is above SB_CODEC_MAX_BYTES, which no consumer would accept.
+ * Any thread. */
 SB_MUST_CHECK sb_result_t sb_codec_pack(const ProtobufCMessage *msg, uint8_t **out,
                                         size_t *out_len);
 /* Unpacks len bytes as a message of type desc. SB_E_TOO_LARGE above SB_CODEC_MAX_BYTES,
- * SB_E_INVALID if malformed. The caller frees *out with sb_codec_free. */
+ * SB_E_INVALID if malformed (protobuf-c does not check UTF-8 of string fields). The caller
+ * frees *out with sb_codec_free; *out is written only on success. Any thread. */
 SB_MUST_CHECK sb_result_t sb_codec_unpack(const ProtobufCMessageDescriptor *desc,
                                           const void *data, size_t len, ProtobufCMessage **out);
 void sb_codec_free(ProtobufCMessage *msg);
