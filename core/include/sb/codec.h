@@ -30,12 +30,12 @@ SB_MUST_CHECK sb_result_t sb_codec_pack(const ProtobufCMessage *msg, uint8_t **o
 /* Unpacks len bytes as a message of type desc. SB_E_TOO_LARGE above SB_CODEC_MAX_BYTES,
  * SB_E_INVALID if malformed (protobuf-c does not check UTF-8 of string fields). The caller
  * frees *out with sb_codec_free; *out is written only on success. Any thread. */
-SB_MUST_CHECK sb_result_t sb_codec_unpack(const ProtobufCMessageDescriptor *desc,
-                                          const void *data, size_t len, ProtobufCMessage **out);
+SB_MUST_CHECK sb_result_t sb_codec_unpack(const ProtobufCMessageDescriptor *desc, const void *data,
+                                          size_t len, ProtobufCMessage **out);
 void sb_codec_free(ProtobufCMessage *msg);
 
 /* Typed shorthands. */
-#define SB_CODEC_UNPACK(type_desc, data, len, outpp)                                             \
+#define SB_CODEC_UNPACK(type_desc, data, len, outpp)                                               \
     sb_codec_unpack(&(type_desc), (data), (len), (ProtobufCMessage **)(outpp))
 #define SB_CODEC_PACK(msgp, outp, lenp) sb_codec_pack((const ProtobufCMessage *)(msgp), outp, lenp)
 #define SB_CODEC_FREE(msgp) sb_codec_free((ProtobufCMessage *)(msgp))

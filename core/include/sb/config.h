@@ -12,9 +12,9 @@
 #include "result.h"
 
 typedef struct sb_config_nats {
-    char *url;                /* nats://host:port[,nats://...] */
+    char *url; /* nats://host:port[,nats://...] */
     int64_t publish_timeout_ms;
-    int64_t partitions;       /* P: conversation partitions */
+    int64_t partitions; /* P: conversation partitions */
     int64_t stream_max_age_s;
     int64_t duplicate_window_s;
     int64_t replicas;
@@ -35,9 +35,9 @@ typedef struct sb_config_keys {
 
 typedef struct sb_config_webchat {
     bool enabled;
-    char *signing_secret;  /* whsec_<base64> */
+    char *signing_secret; /* whsec_<base64> */
     int64_t max_skew_s;
-    char *callback_url;    /* where replies are POSTed; empty = the API base */
+    char *callback_url; /* where replies are POSTed; empty = the API base */
     int64_t max_body_bytes;
 } sb_config_webchat_t;
 
@@ -46,20 +46,20 @@ typedef struct sb_config_whatsapp {
     char *app_secret;
     char *verify_token;
     char *access_token;
-    char *api_base;        /* e.g. https://graph.facebook.com/v19.0 */
+    char *api_base; /* e.g. https://graph.facebook.com/v19.0 */
     int64_t max_body_bytes;
 } sb_config_whatsapp_t;
 
 typedef struct sb_config_router {
-    char *http_listen;        /* host:port */
+    char *http_listen; /* host:port */
     int64_t max_header_bytes;
     int64_t max_headers;
     int64_t request_timeout_ms;
     int64_t max_connections;
-    char *channel_api_base;   /* when set, every channel's API calls go here (tests, make run) */
+    char *channel_api_base; /* when set, every channel's API calls go here (tests, make run) */
     int64_t egress_timeout_ms;
     int64_t egress_max_attempts;
-    int64_t sink_keep;        /* requests kept by the built-in sink for /_sink */
+    int64_t sink_keep; /* requests kept by the built-in sink for /_sink */
 } sb_config_router_t;
 
 typedef struct sb_config_store {
@@ -70,9 +70,9 @@ typedef struct sb_config_store {
 } sb_config_store_t;
 
 typedef struct sb_config_classifier {
-    char *model;              /* path to the model file */
-    char *rules;              /* optional YAML of keyword rules */
-    char *metrics_listen;     /* host:port for /metrics, /healthz; empty = off */
+    char *model;          /* path to the model file */
+    char *rules;          /* optional YAML of keyword rules */
+    char *metrics_listen; /* host:port for /metrics, /healthz; empty = off */
 } sb_config_classifier_t;
 
 typedef struct sb_config_escalation {
@@ -85,13 +85,13 @@ typedef struct sb_config_escalation {
 } sb_config_escalation_t;
 
 typedef struct sb_config_responder {
-    char *answers;            /* path to the answers YAML */
+    char *answers; /* path to the answers YAML */
     char *metrics_listen;
 } sb_config_responder_t;
 
 typedef struct sb_config {
     char *log_level;
-    char *data_dir;           /* LMDB, JetStream store, models live under it */
+    char *data_dir; /* LMDB, JetStream store, models live under it */
     sb_config_nats_t nats;
     sb_config_keys_t keys;
     sb_config_router_t router;

@@ -21,9 +21,9 @@ void sb_log(sb_log_level_t level, const char *module, const char *fmt, ...)
 #define SB_ERROR(mod, ...) sb_log(SB_LOG_ERROR, mod, __VA_ARGS__)
 
 /* Broken invariants abort; bad input never does. */
-#define SB_REQUIRE(cond)                                                                       \
-    do {                                                                                       \
-        if (!(cond)) sb__log_abort(__FILE__, __LINE__, #cond);                                 \
+#define SB_REQUIRE(cond)                                                                           \
+    do {                                                                                           \
+        if (!(cond)) sb__log_abort(__FILE__, __LINE__, #cond);                                     \
     } while (0)
 _Noreturn void sb__log_abort(const char *file, int line, const char *what);
 

@@ -7,17 +7,17 @@
 
 typedef enum sb_result {
     SB_OK = 0,
-    SB_E_INVALID,     /* malformed input: answered with a clear error, never retried */
-    SB_E_TOO_LARGE,   /* a length from outside exceeds its configured bound */
-    SB_E_AUTH,        /* signature or token does not verify */
+    SB_E_INVALID,   /* malformed input: answered with a clear error, never retried */
+    SB_E_TOO_LARGE, /* a length from outside exceeds its configured bound */
+    SB_E_AUTH,      /* signature or token does not verify */
     SB_E_NOT_FOUND,
     SB_E_EXISTS,
     SB_E_DUPLICATE,   /* already seen: the work is done, ack and move on */
     SB_E_UNAVAILABLE, /* a dependency (NATS, disk) is down: retry later */
     SB_E_TIMEOUT,
     SB_E_IO,
-    SB_E_CRYPTO,      /* decryption or authentication of ciphertext failed */
-    SB_E_FULL,        /* store or queue full */
+    SB_E_CRYPTO, /* decryption or authentication of ciphertext failed */
+    SB_E_FULL,   /* store or queue full */
     SB_E_CONFIG,
     SB_E_INTERNAL,
 } sb_result_t;

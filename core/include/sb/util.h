@@ -35,6 +35,7 @@ void sb_buf_free(sb_buf_t *b);
 SB_MUST_CHECK sb_result_t sb_read_file(const char *path, size_t max, char **out, size_t *out_len);
 
 /* Parses "host:port" into its parts. host is written into hostbuf (size hostlen). */
-SB_MUST_CHECK sb_result_t sb_parse_hostport(const char *s, char *hostbuf, size_t hostlen, int *port);
+SB_MUST_CHECK sb_result_t sb_parse_hostport(const char *s, char *hostbuf, size_t hostlen,
+                                            int *port);
 
 #endif
