@@ -1,0 +1,217 @@
+/* switchboard-responder: the built-in bot. Loads the configuration and the answers file
+ * (refusing to start on a bad one), connects to NATS, binds the durable pull consumer
+ * `responder` on SB_BOT (sb.bot.>) and answers each turn (responder.c). Any number of copies
+ * share the consumer. SIGHUP reloads the answers file (validated first; the old answers stay
+ * on error). With responder.metrics_listen set, /metrics, /healthz and /readyz are served by
+ * the libuv loop on the main thread while the pull loop runs on its own thread; otherwise the
+ * pull loop runs on the main thread. */
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "responder.h"
+#include "sb/bus.h"
+#include "sb/http.h"
+#include "sb/log.h"
+#include "sb/metrics.h"
+#include "sb/service.h"
+
+#define MOD "responder"
+#define DURABLE "responder"
+#define FILTER "sb.bot.>"
+#define FETCH_WAIT_MS 1000
+
+typedef struct app {
+    sb_service_t svc;
+    sb_responder_t resp;
+    sb_http_server_t *srv; /* NULL without metrics_listen */
+    atomic_bool ready;
+} app_t;
+
+static atomic_int reload_requested;
+
+static void on_sighup(int sig)
+{
+    (void)sig;
+    atomic_store(&reload_requested, 1);
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static void count_reload(const char *outcome)
+{
+    char labels[48];
+    snprintf(labels, sizeof labels, "outcome=\"%s\"", outcome);
+    sb_metric_inc(sb_metrics_counter("sb_responder_reloads_total",
+                                     "Reloads of the answers file (SIGHUP), by outcome", labels));
+}
+
+/* Registers the answer counters of every entry at zero, so dashboards see the whole (bounded)
+ * label set before the first answer. */
+static void register_answer_metrics(const sb_answers_t *a)
+{
+    for (size_t i = 0; i < sb_answers_count(a); i++) {
+        const char *intent = sb_answers_intent(a, i);
+        const char *outcome = "answered";
+        char labels[160];
+        if (strcmp(intent, "_disclosure") == 0 || strcmp(intent, "_resumed") == 0) continue;
+        if (strcmp(intent, "_fallback") == 0) outcome = "fallback";
+        if (strcmp(intent, "_handoff") == 0) outcome = "handoff";
+        if (strcmp(intent, "_unsupported") == 0) outcome = "unsupported";
+        snprintf(labels, sizeof labels, "intent=\"%s\",outcome=\"%s\"", intent, outcome);
+        (void)sb_metrics_counter("sb_responder_answers_total",
+                                 "Answers sent by the responder, by answer entry and outcome",
+                                 labels);
+    }
+}
+
+static void reload(app_t *app)
+{
+    char err[512];
+    if (sb_responder_reload(&app->resp, err, sizeof err) != SB_OK) {
+        SB_ERROR(MOD, "answers reload refused, keeping the previous answers error=\"%s\"", err);
+        count_reload("error");
+        return;
+    }
+    register_answer_metrics(app->resp.answers);
+    count_reload("ok");
+    SB_INFO(MOD, "answers reloaded entries=%zu", sb_answers_count(app->resp.answers));
+}
+
+/* The pull loop: (re)binds the consumer until it works, then fetches and answers until the
+ * service stops. Reloads happen here, between batches, so answers are never swapped under a
+ * turn being answered. */
+static void *pull_loop(void *arg)
+{
+    app_t *app = arg;
+    sb_bus_pull_t *pull = NULL;
+    int failures = 0;
+    int batch = (int)app->svc.cfg.nats.fetch_batch;
+
+    while (!sb_service_stopping()) {
+        if (atomic_exchange(&reload_requested, 0)) reload(app);
+        if (!pull) {
+            sb_result_t r = sb_bus_ensure_streams(app->svc.bus);
+            if (r == SB_OK)
+                r = sb_bus_pull_create(app->svc.bus, SB_STREAM_BOT, DURABLE, FILTER, &pull);
+            if (r != SB_OK) {
+                if (failures++ % 30 == 0)
+                    SB_WARN(MOD,
+                            "consumer not bound yet, retrying stream=%s durable=%s "
+                            "result=\"%s\"",
+                            SB_STREAM_BOT, DURABLE, sb_result_str(r));
+                sleep_ms(1000);
+                continue;
+            }
+            failures = 0;
+            atomic_store(&app->ready, true);
+            SB_INFO(MOD, "consuming stream=%s durable=%s filter=%s", SB_STREAM_BOT, DURABLE,
+                    FILTER);
+        }
+        int handled = 0;
+        sb_result_t r = sb_bus_pull_fetch(pull, batch, FETCH_WAIT_MS, sb_responder_handle,
+                                          &app->resp, &handled);
+        if (r != SB_OK) {
+            atomic_store(&app->ready, false);
+            if (failures++ % 30 == 0)
+                SB_WARN(MOD, "fetch failed, retrying result=\"%s\"", sb_result_str(r));
+            sleep_ms(500);
+        } else {
+            if (failures) atomic_store(&app->ready, true);
+            failures = 0;
+        }
+    }
+    sb_bus_pull_destroy(pull);
+    if (app->srv) sb_http_server_stop(app->srv);
+    return NULL;
+}
+
+static bool is_ready(void *ctx)
+{
+    app_t *app = ctx;
+    return atomic_load(&app->ready) && sb_bus_is_connected(app->svc.bus);
+}
+
+int main(int argc, char **argv)
+{
+    static const char *const required[] = {"responder.answers", NULL};
+    static app_t app;
+    char err[512];
+    int status = 1;
+    pthread_t thread;
+
+    int rc = sb_service_init(&app.svc, "responder", argc, argv, required,
+                             "switchboard-responder [--config FILE] [--print-config]\n"
+                             "Answers BotTurns from sb.bot.> with the answers file "
+                             "(responder.answers); SIGHUP reloads it.");
+    if (rc != 0) return rc < 0 ? 0 : rc;
+
+    const char *path = app.svc.cfg.responder.answers;
+    if (sb_responder_init(&app.resp, NULL, path, err, sizeof err) != SB_OK) {
+        SB_ERROR(MOD, "cannot start error=\"%s\"", err);
+        fprintf(stderr, "switchboard-responder: %s\n", err);
+        goto close_service;
+    }
+    register_answer_metrics(app.resp.answers);
+    SB_INFO(MOD, "answers loaded path=%s entries=%zu", path, sb_answers_count(app.resp.answers));
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sighup;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGHUP, &sa, NULL);
+
+    sb_result_t r = sb_service_connect(&app.svc, false);
+    if (r != SB_OK) {
+        SB_ERROR(MOD, "cannot connect to NATS result=\"%s\"", sb_result_str(r));
+        goto close_responder;
+    }
+    app.resp.bus = app.svc.bus;
+
+    const char *listen = app.svc.cfg.responder.metrics_listen;
+    if (listen && listen[0]) {
+        const sb_http_limits_t limits = {
+            .max_header_bytes = 8192,
+            .max_headers = 64,
+            .request_timeout_ms = 10000,
+            .idle_timeout_ms = 30000,
+            .max_connections = 64,
+        };
+        r = sb_http_server_create(&app.srv, listen, &limits);
+        if (r != SB_OK) {
+            SB_ERROR(MOD, "cannot listen key=responder.metrics_listen listen=%s result=\"%s\"",
+                     listen, sb_result_str(r));
+            goto close_responder;
+        }
+        sb_http_server_ops_routes(app.srv, is_ready, &app);
+        if (pthread_create(&thread, NULL, pull_loop, &app) != 0) {
+            SB_ERROR(MOD, "cannot start the pull thread");
+            goto close_server;
+        }
+        SB_INFO(MOD, "ops endpoints listen=%s", listen);
+        r = sb_http_server_run(app.srv);
+        sb_service_request_stop();
+        pthread_join(thread, NULL);
+        status = r == SB_OK ? 0 : 1;
+    } else {
+        pull_loop(&app);
+        status = 0;
+    }
+    SB_INFO(MOD, "stopped");
+
+close_server:
+    if (app.srv) sb_http_server_destroy(app.srv);
+close_responder:
+    sb_responder_close(&app.resp);
+close_service:
+    sb_service_close(&app.svc);
+    return status;
+}
