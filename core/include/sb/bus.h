@@ -65,16 +65,28 @@ typedef sb_result_t (*sb_bus_handler_fn)(void *ctx, const sb_bus_msg_t *msg);
 /* Creates (idempotently) a durable pull consumer `durable` on `stream` with `filter` (NULL =
  * all subjects) and binds to it. Several processes binding the same durable share the work.
  * Blocking. The caller owns *out and frees it with sb_bus_pull_destroy. */
-SB_MUST_CHECK sb_result_t sb_bus_pull_create(sb_bus_t *bus, const char *stream,
-                                             const char *durable, const char *filter,
-                                             sb_bus_pull_t **out);
+SB_MUST_CHECK sb_result_t sb_bus_pull_create(sb_bus_t *bus, const char *stream, const char *durable,
+                                             const char *filter, sb_bus_pull_t **out);
 /* Fetches up to max messages, waiting at most timeout_ms for the first, and calls handler
  * once per message on this thread, acking/naking each by its verdict. *handled (may be NULL)
  * receives how many were delivered. A timeout with nothing to do is SB_OK with *handled = 0. */
 SB_MUST_CHECK sb_result_t sb_bus_pull_fetch(sb_bus_pull_t *pull, int max, int timeout_ms,
-                                            sb_bus_handler_fn handler, void *ctx,
-                                            int *handled);
+                                            sb_bus_handler_fn handler, void *ctx, int *handled);
 void sb_bus_pull_destroy(sb_bus_pull_t *pull);
+
+/* Creates an ephemeral pull consumer on stream (filter NULL = all subjects) that starts at the
+ * first stored message, for readers that must not disturb the durable consumers of workers
+ * (tests, CLI inspection). Fetching acks each message without waiting, whatever the handler
+ * says. The consumer is deleted by sb_bus_pull_destroy (or by the server after 60 s idle).
+ * Blocking. The caller owns *out. */
+SB_MUST_CHECK sb_result_t sb_bus_pull_create_ephemeral(sb_bus_t *bus, const char *stream,
+                                                       const char *filter, sb_bus_pull_t **out);
+/* Number of stored messages this consumer has not been delivered yet. Blocking. */
+SB_MUST_CHECK sb_result_t sb_bus_pull_pending(sb_bus_pull_t *pull, uint64_t *out);
+/* Number of messages currently stored in stream on subjects matching filter (NULL = all).
+ * SB_E_NOT_FOUND when the stream does not exist. Blocking. */
+SB_MUST_CHECK sb_result_t sb_bus_stream_count(sb_bus_t *bus, const char *stream, const char *filter,
+                                              uint64_t *out);
 
 /* Core (non-JetStream) subscription for live views and tests: handler runs on a nats.c
  * thread; its verdict is ignored. */
@@ -85,7 +97,9 @@ SB_MUST_CHECK sb_result_t sb_bus_subscribe(sb_bus_t *bus, const char *subject,
 void sb_bus_sub_destroy(sb_bus_sub_t *sub);
 
 /* Subject builders: write into buf (size n), return SB_E_TOO_LARGE if it does not fit.
- * Tokens are checked: no '.', '*', '>' or whitespace inside a token. */
+ * Tokens are checked: no '.', '*', '>' or whitespace inside a token. A lone '>' as the last
+ * token is accepted so that filters ("sb.in.>") can be built too; on SB_E_INVALID or
+ * SB_E_TOO_LARGE buf holds "". */
 SB_MUST_CHECK sb_result_t sb_bus_subject(char *buf, size_t n, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* True if s is a valid single subject token. */

@@ -1,0 +1,766 @@
+/* The bus: Switchboard's only door to NATS JetStream; <nats/nats.h> is included nowhere else.
+ *
+ * Data flow. sb_bus_connect opens one reconnecting nats.c connection and a JetStream context on
+ * it. Producers call sb_bus_publish, which sends one message (with Nats-Msg-Id for
+ * deduplication) as a request and waits for the stream's PubAck. Consumers create a pull
+ * subscription bound to a durable consumer (sb_bus_pull_create) and call sb_bus_pull_fetch in
+ * their own loop: each fetched message is handed to the handler on the caller's thread, and the
+ * handler's verdict becomes AckSync (done), Term (poison) or a delayed Nak (retry later).
+ * nats.c status codes are converted to sb_result_t here, once, and never leave this file. */
+#include "sb/bus.h"
+
+#include <ctype.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <nats/nats.h>
+
+#include "sb/log.h"
+#include "sb/metrics.h"
+#include "sb/util.h"
+
+#define MOD "bus"
+#define NS_PER_S INT64_C(1000000000)
+#define MAX_URLS 16
+#define RECONNECT_WAIT_MS 250
+#define RECONNECT_BUF_BYTES (8 * 1024 * 1024)
+#define CONNECT_TIMEOUT_MS 2000
+#define API_WAIT_MS 5000
+#define MAX_ACK_PENDING 1000
+#define NAK_BASE_MS 100
+#define NAK_MAX_MS 30000
+#define EPHEMERAL_INACTIVE_S 60
+
+struct sb_bus {
+    natsConnection *nc;
+    jsCtx *js;
+    sb_config_nats_t cfg; /* copy; cfg.url owned */
+    char *name;
+    atomic_bool connected;
+};
+
+struct sb_bus_pull {
+    sb_bus_t *bus;
+    natsSubscription *sub;
+    char *stream;
+    char *consumer; /* durable name, or the server-chosen ephemeral name */
+    bool ephemeral;
+};
+
+struct sb_bus_sub {
+    natsSubscription *sub;
+    sb_bus_handler_fn handler;
+    void *ctx;
+};
+
+static const struct {
+    const char *name;
+    const char *subjects;
+} streams[] = {
+    {SB_STREAM_IN, "sb.in.>"},       {SB_STREAM_NLU, "sb.nlu.>"},
+    {SB_STREAM_BOT, "sb.bot.>"},     {SB_STREAM_ESC, "sb.esc.>"},
+    {SB_STREAM_AGENT, "sb.agent.>"}, {SB_STREAM_OUT, "sb.out.>"},
+    {SB_STREAM_EVENTS, "sb.ev.>"},   {SB_STREAM_QUARANTINE, "sb.quarantine.>"},
+};
+#define NSTREAMS (sizeof streams / sizeof streams[0])
+
+/* --- metrics ------------------------------------------------------------------------------ */
+
+static sb_metric_t *m_connected(void)
+{
+    return sb_metrics_gauge("sb_bus_connected", "1 while connected to a NATS server", NULL);
+}
+
+static void count_consumed(const char *outcome)
+{
+    char labels[48];
+    snprintf(labels, sizeof labels, "outcome=\"%s\"", outcome);
+    sb_metric_inc(sb_metrics_counter(
+        "sb_bus_consumed_total", "Messages handled from pull consumers, by ack outcome", labels));
+}
+
+/* The text of the last nats.c error on this thread (never contains payload bytes). */
+static const char *nats_err_text(natsStatus s)
+{
+    natsStatus last = NATS_OK;
+    const char *txt = nats_GetLastError(&last);
+    if (txt != NULL && txt[0] != '\0' && last == s) return txt;
+    return natsStatus_GetText(s);
+}
+
+/* --- connection --------------------------------------------------------------------------- */
+
+static void set_connected(sb_bus_t *bus, bool up)
+{
+    atomic_store(&bus->connected, up);
+    sb_metric_set(m_connected(), up ? 1.0 : 0.0);
+}
+
+static void on_connected(natsConnection *nc, void *closure)
+{
+    (void)nc;
+    sb_bus_t *bus = closure;
+    set_connected(bus, true);
+    SB_INFO(MOD, "connected name=%s", bus->name);
+}
+
+static void on_disconnected(natsConnection *nc, void *closure)
+{
+    (void)nc;
+    sb_bus_t *bus = closure;
+    set_connected(bus, false);
+    SB_WARN(MOD, "disconnected name=%s reconnecting=true", bus->name);
+}
+
+static void on_reconnected(natsConnection *nc, void *closure)
+{
+    (void)nc;
+    sb_bus_t *bus = closure;
+    set_connected(bus, true);
+    SB_INFO(MOD, "reconnected name=%s", bus->name);
+}
+
+static void on_closed(natsConnection *nc, void *closure)
+{
+    (void)nc;
+    sb_bus_t *bus = closure;
+    set_connected(bus, false);
+    SB_DEBUG(MOD, "closed name=%s", bus->name);
+}
+
+static void on_async_error(natsConnection *nc, natsSubscription *sub, natsStatus err, void *closure)
+{
+    (void)nc;
+    (void)sub;
+    sb_bus_t *bus = closure;
+    SB_WARN(MOD, "async error name=%s status=\"%s\"", bus->name, natsStatus_GetText(err));
+}
+
+/* Splits the comma-separated url list into trimmed strings inside buf. Returns the count. */
+static int split_urls(char *buf, const char **urls, int max)
+{
+    int n = 0;
+    char *save = NULL;
+    for (char *tok = strtok_r(buf, ",", &save); tok != NULL && n < max;
+         tok = strtok_r(NULL, ",", &save)) {
+        while (isspace((unsigned char)*tok))
+            tok++;
+        char *end = tok + strlen(tok);
+        while (end > tok && isspace((unsigned char)end[-1]))
+            *--end = '\0';
+        if (*tok != '\0') urls[n++] = tok;
+    }
+    return n;
+}
+
+sb_result_t sb_bus_connect(sb_bus_t **out, const sb_config_nats_t *cfg, const char *name,
+                           bool wait_connected)
+{
+    sb_result_t rc = SB_E_UNAVAILABLE;
+    natsOptions *opts = NULL;
+    natsStatus s;
+    jsOptions jo;
+    const char *urls[MAX_URLS];
+    char *urlbuf = NULL;
+
+    if (out == NULL || cfg == NULL || cfg->url == NULL || cfg->url[0] == '\0') return SB_E_INVALID;
+
+    sb_bus_t *bus = sb_xcalloc(1, sizeof *bus);
+    bus->cfg = *cfg;
+    bus->cfg.url = sb_xstrdup(cfg->url);
+    bus->name = sb_xstrdup(name != NULL ? name : "switchboard");
+    atomic_init(&bus->connected, false);
+    set_connected(bus, false);
+
+    urlbuf = sb_xstrdup(cfg->url);
+    int nurls = split_urls(urlbuf, urls, MAX_URLS);
+    if (nurls == 0) {
+        SB_ERROR(MOD, "no nats url configured");
+        rc = SB_E_CONFIG;
+        goto fail;
+    }
+
+    s = natsOptions_Create(&opts);
+    if (s == NATS_OK) s = natsOptions_SetServers(opts, urls, nurls);
+    if (s == NATS_OK) s = natsOptions_SetName(opts, bus->name);
+    if (s == NATS_OK) s = natsOptions_SetAllowReconnect(opts, true);
+    if (s == NATS_OK) s = natsOptions_SetMaxReconnect(opts, -1);
+    if (s == NATS_OK) s = natsOptions_SetReconnectWait(opts, RECONNECT_WAIT_MS);
+    if (s == NATS_OK) s = natsOptions_SetReconnectBufSize(opts, RECONNECT_BUF_BYTES);
+    if (s == NATS_OK) s = natsOptions_SetTimeout(opts, CONNECT_TIMEOUT_MS);
+    if (s == NATS_OK) s = natsOptions_SetDisconnectedCB(opts, on_disconnected, bus);
+    if (s == NATS_OK) s = natsOptions_SetReconnectedCB(opts, on_reconnected, bus);
+    if (s == NATS_OK) s = natsOptions_SetClosedCB(opts, on_closed, bus);
+    if (s == NATS_OK) s = natsOptions_SetErrorHandler(opts, on_async_error, bus);
+    if (s == NATS_OK && !wait_connected)
+        s = natsOptions_SetRetryOnFailedConnect(opts, true, on_connected, bus);
+    if (s != NATS_OK) {
+        SB_ERROR(MOD, "nats options status=\"%s\"", nats_err_text(s));
+        rc = SB_E_CONFIG;
+        goto fail;
+    }
+
+    s = natsConnection_Connect(&bus->nc, opts);
+    if (s == NATS_OK) {
+        set_connected(bus, true);
+        SB_INFO(MOD, "connected name=%s servers=%d", bus->name, nurls);
+    } else if (s == NATS_NOT_YET_CONNECTED && !wait_connected) {
+        SB_WARN(MOD, "nats not reachable yet name=%s retrying=true", bus->name);
+    } else {
+        SB_ERROR(MOD, "connect failed name=%s status=\"%s\"", bus->name, nats_err_text(s));
+        bus->nc = NULL;
+        goto fail;
+    }
+
+    jsOptions_Init(&jo);
+    jo.Wait = API_WAIT_MS;
+    s = natsConnection_JetStream(&bus->js, bus->nc, &jo);
+    if (s != NATS_OK) {
+        SB_ERROR(MOD, "jetstream context status=\"%s\"", nats_err_text(s));
+        rc = SB_E_INTERNAL;
+        goto fail;
+    }
+
+    natsOptions_Destroy(opts);
+    free(urlbuf);
+    *out = bus;
+    return SB_OK;
+
+fail:
+    natsOptions_Destroy(opts);
+    free(urlbuf);
+    sb_bus_destroy(bus);
+    return rc;
+}
+
+void sb_bus_destroy(sb_bus_t *bus)
+{
+    if (bus == NULL) return;
+    jsCtx_Destroy(bus->js);
+    if (bus->nc != NULL) {
+        natsConnection_Close(bus->nc);
+        natsConnection_Destroy(bus->nc);
+    }
+    set_connected(bus, false);
+    free(bus->cfg.url);
+    free(bus->name);
+    free(bus);
+}
+
+bool sb_bus_is_connected(const sb_bus_t *bus)
+{
+    if (bus == NULL || bus->nc == NULL) return false;
+    return natsConnection_Status(bus->nc) == NATS_CONN_STATUS_CONNECTED;
+}
+
+/* --- streams ------------------------------------------------------------------------------ */
+
+static void stream_config(const sb_bus_t *bus, size_t i, jsStreamConfig *sc, const char **subj)
+{
+    jsStreamConfig_Init(sc);
+    *subj = streams[i].subjects;
+    sc->Name = streams[i].name;
+    sc->Subjects = subj;
+    sc->SubjectsLen = 1;
+    sc->Retention = js_LimitsPolicy;
+    sc->Storage = js_FileStorage;
+    sc->Discard = js_DiscardOld;
+    sc->MaxAge = bus->cfg.stream_max_age_s * NS_PER_S;
+    sc->Duplicates = bus->cfg.duplicate_window_s * NS_PER_S;
+    sc->Replicas = bus->cfg.replicas > 0 ? bus->cfg.replicas : 1;
+}
+
+/* True when the live config already has what we would set. */
+static bool stream_matches(const jsStreamConfig *have, const jsStreamConfig *want)
+{
+    if (have == NULL) return false;
+    if (have->SubjectsLen != 1 || have->Subjects == NULL || have->Subjects[0] == NULL ||
+        strcmp(have->Subjects[0], want->Subjects[0]) != 0)
+        return false;
+    return have->MaxAge == want->MaxAge && have->Duplicates == want->Duplicates &&
+           have->Replicas == want->Replicas && have->Retention == want->Retention &&
+           have->Storage == want->Storage;
+}
+
+static sb_result_t ensure_stream(sb_bus_t *bus, size_t i)
+{
+    jsStreamConfig sc;
+    const char *subj;
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    sb_result_t rc = SB_E_UNAVAILABLE;
+
+    stream_config(bus, i, &sc, &subj);
+    for (int attempt = 0; attempt < 3; attempt++) {
+        natsStatus s = js_GetStreamInfo(&si, bus->js, sc.Name, NULL, &jerr);
+        if (s == NATS_OK) {
+            if (stream_matches(si->Config, &sc)) {
+                rc = SB_OK;
+                goto done;
+            }
+            jsStreamInfo_Destroy(si);
+            si = NULL;
+            s = js_UpdateStream(&si, bus->js, &sc, NULL, &jerr);
+            if (s == NATS_OK) {
+                SB_INFO(MOD, "stream updated stream=%s", sc.Name);
+                rc = SB_OK;
+                goto done;
+            }
+            SB_ERROR(MOD, "stream update failed stream=%s err_code=%d status=\"%s\"", sc.Name,
+                     (int)jerr, nats_err_text(s));
+            rc = SB_E_CONFIG;
+            goto done;
+        }
+        if (s != NATS_NOT_FOUND && jerr != JSStreamNotFoundErr) {
+            SB_WARN(MOD, "stream info failed stream=%s err_code=%d status=\"%s\"", sc.Name,
+                    (int)jerr, nats_err_text(s));
+            rc = SB_E_UNAVAILABLE;
+            goto done;
+        }
+        s = js_AddStream(&si, bus->js, &sc, NULL, &jerr);
+        if (s == NATS_OK) {
+            SB_INFO(MOD, "stream created stream=%s subjects=%s", sc.Name, subj);
+            rc = SB_OK;
+            goto done;
+        }
+        /* A concurrent creator won the race: look again (and update if needed). */
+        if (jerr == JSStreamNameExistErr) continue;
+        SB_ERROR(MOD, "stream create failed stream=%s err_code=%d status=\"%s\"", sc.Name,
+                 (int)jerr, nats_err_text(s));
+        rc = (jerr != 0) ? SB_E_CONFIG : SB_E_UNAVAILABLE;
+        goto done;
+    }
+done:
+    jsStreamInfo_Destroy(si);
+    return rc;
+}
+
+sb_result_t sb_bus_ensure_streams(sb_bus_t *bus)
+{
+    if (bus == NULL || bus->js == NULL) return SB_E_INVALID;
+    if (!sb_bus_is_connected(bus)) return SB_E_UNAVAILABLE;
+    for (size_t i = 0; i < NSTREAMS; i++) {
+        sb_result_t rc = ensure_stream(bus, i);
+        if (rc != SB_OK) return rc;
+    }
+    return SB_OK;
+}
+
+bool sb_bus_has_streams(sb_bus_t *bus)
+{
+    if (bus == NULL || bus->js == NULL || !sb_bus_is_connected(bus)) return false;
+    for (size_t i = 0; i < NSTREAMS; i++) {
+        jsStreamInfo *si = NULL;
+        natsStatus s = js_GetStreamInfo(&si, bus->js, streams[i].name, NULL, NULL);
+        jsStreamInfo_Destroy(si);
+        if (s != NATS_OK) return false;
+    }
+    return true;
+}
+
+sb_result_t sb_bus_stream_count(sb_bus_t *bus, const char *stream, const char *filter,
+                                uint64_t *out)
+{
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    jsOptions o;
+    sb_result_t rc = SB_E_UNAVAILABLE;
+
+    if (bus == NULL || bus->js == NULL || stream == NULL || out == NULL) return SB_E_INVALID;
+    jsOptions_Init(&o);
+    if (filter != NULL && filter[0] != '\0') o.Stream.Info.SubjectsFilter = filter;
+    natsStatus s = js_GetStreamInfo(&si, bus->js, stream, &o, &jerr);
+    if (s != NATS_OK) {
+        rc = (s == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr) ? SB_E_NOT_FOUND
+                                                                  : SB_E_UNAVAILABLE;
+        goto done;
+    }
+    uint64_t n = 0;
+    if (filter == NULL || filter[0] == '\0') {
+        n = si->State.Msgs;
+    } else if (si->State.Subjects != NULL) {
+        for (int i = 0; i < si->State.Subjects->Count; i++)
+            n += si->State.Subjects->List[i].Msgs;
+    }
+    *out = n;
+    rc = SB_OK;
+done:
+    jsStreamInfo_Destroy(si);
+    return rc;
+}
+
+/* --- publish ------------------------------------------------------------------------------ */
+
+sb_result_t sb_bus_publish(sb_bus_t *bus, const char *subject, const void *data, size_t len,
+                           const char *msg_id, bool *duplicate)
+{
+    sb_result_t rc = SB_E_UNAVAILABLE;
+    natsMsg *msg = NULL;
+    jsPubAck *pa = NULL;
+    jsErrCode jerr = 0;
+    jsPubOptions po;
+    natsStatus s;
+    uint64_t t0 = sb_mono_ns();
+
+    if (bus == NULL || bus->js == NULL || subject == NULL || (data == NULL && len > 0) ||
+        len > INT32_MAX)
+        return SB_E_INVALID;
+
+    /* While disconnected nats.c would buffer the message and send it after a reconnect, long
+     * after we told the caller it failed: refuse at once instead, so callers answer 503. */
+    if (!sb_bus_is_connected(bus)) {
+        SB_WARN(MOD, "publish refused subject=%s reason=not_connected", subject);
+        goto done;
+    }
+
+    s = natsMsg_Create(&msg, subject, NULL, (const char *)data, (int)len);
+    if (s == NATS_OK && msg_id != NULL && msg_id[0] != '\0')
+        s = natsMsgHeader_Set(msg, "Nats-Msg-Id", msg_id);
+    if (s != NATS_OK) {
+        SB_ERROR(MOD, "publish message build failed subject=%s status=\"%s\"", subject,
+                 nats_err_text(s));
+        rc = SB_E_INTERNAL;
+        goto done;
+    }
+    jsPubOptions_Init(&po);
+    po.MaxWait = bus->cfg.publish_timeout_ms > 0 ? bus->cfg.publish_timeout_ms : 5000;
+    s = js_PublishMsg(&pa, bus->js, msg, &po, &jerr);
+    if (s != NATS_OK) {
+        SB_WARN(MOD, "publish failed subject=%s bytes=%zu err_code=%d status=\"%s\"", subject, len,
+                (int)jerr, nats_err_text(s));
+        rc = SB_E_UNAVAILABLE;
+        goto done;
+    }
+    if (duplicate != NULL) *duplicate = pa->Duplicate;
+    rc = SB_OK;
+
+done:
+    if (rc == SB_OK) {
+        sb_metric_inc(sb_metrics_counter("sb_bus_published_total",
+                                         "Messages acknowledged by JetStream", NULL));
+        sb_metric_observe(
+            sb_metrics_histogram("sb_bus_publish_seconds", "Time from publish to JetStream ack",
+                                 NULL, sb_metrics_latency_buckets, sb_metrics_latency_nbuckets),
+            (double)(sb_mono_ns() - t0) / 1e9);
+    } else {
+        sb_metric_inc(sb_metrics_counter("sb_bus_publish_errors_total",
+                                         "Publishes that JetStream did not acknowledge", NULL));
+    }
+    jsPubAck_Destroy(pa);
+    natsMsg_Destroy(msg);
+    return rc;
+}
+
+/* --- pull consumers ----------------------------------------------------------------------- */
+
+static sb_result_t bind_pull(sb_bus_t *bus, const char *stream, const char *consumer,
+                             const char *filter, const char *durable, sb_bus_pull_t **out)
+{
+    jsSubOptions so;
+    jsErrCode jerr = 0;
+    natsSubscription *sub = NULL;
+
+    jsSubOptions_Init(&so);
+    so.Stream = stream;
+    so.Consumer = consumer;
+    natsStatus s = js_PullSubscribe(&sub, bus->js, filter, durable, NULL, &so, &jerr);
+    if (s != NATS_OK) {
+        SB_ERROR(MOD, "pull subscribe failed stream=%s consumer=%s err_code=%d status=\"%s\"",
+                 stream, consumer, (int)jerr, nats_err_text(s));
+        return SB_E_UNAVAILABLE;
+    }
+    sb_bus_pull_t *p = sb_xcalloc(1, sizeof *p);
+    p->bus = bus;
+    p->sub = sub;
+    p->stream = sb_xstrdup(stream);
+    p->consumer = sb_xstrdup(consumer);
+    *out = p;
+    return SB_OK;
+}
+
+sb_result_t sb_bus_pull_create(sb_bus_t *bus, const char *stream, const char *durable,
+                               const char *filter, sb_bus_pull_t **out)
+{
+    jsConsumerConfig cc;
+    jsConsumerInfo *ci = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s;
+
+    if (bus == NULL || bus->js == NULL || stream == NULL || durable == NULL || out == NULL ||
+        !sb_bus_is_token(durable))
+        return SB_E_INVALID;
+    if (filter != NULL && filter[0] == '\0') filter = NULL;
+
+    jsConsumerConfig_Init(&cc);
+    cc.Durable = durable;
+    cc.AckPolicy = js_AckExplicit;
+    cc.AckWait = (bus->cfg.ack_wait_s > 0 ? bus->cfg.ack_wait_s : 30) * NS_PER_S;
+    cc.MaxDeliver = bus->cfg.max_deliver > 0 ? bus->cfg.max_deliver : -1;
+    cc.FilterSubject = filter;
+    cc.DeliverPolicy = js_DeliverAll;
+    cc.MaxAckPending = MAX_ACK_PENDING;
+
+    s = js_AddConsumer(&ci, bus->js, stream, &cc, NULL, &jerr);
+    if (s != NATS_OK) {
+        if (jerr == JSConsumerNameExistErr || jerr == JSConsumerExistingActiveErr) {
+            /* It exists with another config (limits changed): bring it in line; a failure
+             * here is not fatal, the existing consumer still works. */
+            jsConsumerInfo_Destroy(ci);
+            ci = NULL;
+            if (js_UpdateConsumer(&ci, bus->js, stream, &cc, NULL, &jerr) != NATS_OK)
+                SB_WARN(MOD, "consumer exists with other config stream=%s durable=%s", stream,
+                        durable);
+        } else {
+            SB_ERROR(MOD, "consumer create failed stream=%s durable=%s err_code=%d status=\"%s\"",
+                     stream, durable, (int)jerr, nats_err_text(s));
+            jsConsumerInfo_Destroy(ci);
+            return jerr == JSStreamNotFoundErr ? SB_E_NOT_FOUND : SB_E_UNAVAILABLE;
+        }
+    }
+    jsConsumerInfo_Destroy(ci);
+    return bind_pull(bus, stream, durable, filter, durable, out);
+}
+
+sb_result_t sb_bus_pull_create_ephemeral(sb_bus_t *bus, const char *stream, const char *filter,
+                                         sb_bus_pull_t **out)
+{
+    jsConsumerConfig cc;
+    jsConsumerInfo *ci = NULL;
+    jsErrCode jerr = 0;
+    sb_result_t rc;
+
+    if (bus == NULL || bus->js == NULL || stream == NULL || out == NULL) return SB_E_INVALID;
+    if (filter != NULL && filter[0] == '\0') filter = NULL;
+
+    jsConsumerConfig_Init(&cc);
+    cc.AckPolicy = js_AckExplicit;
+    cc.AckWait = 30 * NS_PER_S;
+    cc.FilterSubject = filter;
+    cc.DeliverPolicy = js_DeliverAll;
+    cc.MaxAckPending = MAX_ACK_PENDING;
+    cc.InactiveThreshold = EPHEMERAL_INACTIVE_S * NS_PER_S;
+    natsStatus s = js_AddConsumer(&ci, bus->js, stream, &cc, NULL, &jerr);
+    if (s != NATS_OK) {
+        SB_ERROR(MOD, "ephemeral consumer failed stream=%s err_code=%d status=\"%s\"", stream,
+                 (int)jerr, nats_err_text(s));
+        jsConsumerInfo_Destroy(ci);
+        return jerr == JSStreamNotFoundErr ? SB_E_NOT_FOUND : SB_E_UNAVAILABLE;
+    }
+    rc = bind_pull(bus, stream, ci->Name, filter, NULL, out);
+    if (rc == SB_OK) {
+        (*out)->ephemeral = true;
+    } else {
+        (void)js_DeleteConsumer(bus->js, stream, ci->Name, NULL, NULL);
+    }
+    jsConsumerInfo_Destroy(ci);
+    return rc;
+}
+
+sb_result_t sb_bus_pull_pending(sb_bus_pull_t *pull, uint64_t *out)
+{
+    jsConsumerInfo *ci = NULL;
+    if (pull == NULL || out == NULL) return SB_E_INVALID;
+    natsStatus s = js_GetConsumerInfo(&ci, pull->bus->js, pull->stream, pull->consumer, NULL, NULL);
+    if (s != NATS_OK) return SB_E_UNAVAILABLE;
+    *out = ci->NumPending;
+    jsConsumerInfo_Destroy(ci);
+    return SB_OK;
+}
+
+static int64_t nak_delay_ms(uint64_t delivered)
+{
+    int64_t d = NAK_BASE_MS;
+    for (uint64_t i = 1; i < delivered && d < NAK_MAX_MS; i++)
+        d *= 2;
+    return d < NAK_MAX_MS ? d : NAK_MAX_MS;
+}
+
+static void settle(sb_bus_pull_t *pull, natsMsg *m, const sb_bus_msg_t *bm, sb_result_t verdict)
+{
+    natsStatus s;
+    if (pull->ephemeral) {
+        /* Readers of an ephemeral view only move it forward; nobody else sees these acks. */
+        (void)natsMsg_Ack(m, NULL);
+        return;
+    }
+    switch (verdict) {
+    case SB_OK:
+    case SB_E_DUPLICATE:
+        s = natsMsg_AckSync(m, NULL, NULL);
+        if (s != NATS_OK)
+            SB_WARN(MOD, "ack failed stream=%s seq=%" PRIu64 " status=\"%s\"", pull->stream,
+                    bm->stream_seq, nats_err_text(s));
+        count_consumed("ack");
+        break;
+    case SB_E_INVALID:
+        SB_WARN(MOD, "message terminated stream=%s consumer=%s seq=%" PRIu64 " subject=%s",
+                pull->stream, pull->consumer, bm->stream_seq, bm->subject);
+        s = natsMsg_Term(m, NULL);
+        if (s != NATS_OK)
+            SB_WARN(MOD, "term failed stream=%s seq=%" PRIu64 " status=\"%s\"", pull->stream,
+                    bm->stream_seq, nats_err_text(s));
+        count_consumed("term");
+        break;
+    default:
+        s = natsMsg_NakWithDelay(m, nak_delay_ms(bm->num_delivered), NULL);
+        if (s != NATS_OK)
+            SB_WARN(MOD, "nak failed stream=%s seq=%" PRIu64 " status=\"%s\"", pull->stream,
+                    bm->stream_seq, nats_err_text(s));
+        SB_DEBUG(MOD, "message nak stream=%s seq=%" PRIu64 " delivered=%" PRIu64 " verdict=\"%s\"",
+                 pull->stream, bm->stream_seq, bm->num_delivered, sb_result_str(verdict));
+        count_consumed("nak");
+        break;
+    }
+}
+
+sb_result_t sb_bus_pull_fetch(sb_bus_pull_t *pull, int max, int timeout_ms,
+                              sb_bus_handler_fn handler, void *ctx, int *handled)
+{
+    natsMsgList list = {0};
+    jsErrCode jerr = 0;
+
+    if (pull == NULL || handler == NULL || max <= 0) return SB_E_INVALID;
+    if (timeout_ms <= 0) timeout_ms = 1;
+
+    natsStatus s = natsSubscription_Fetch(&list, pull->sub, max, timeout_ms, &jerr);
+    if (s == NATS_TIMEOUT) {
+        if (handled != NULL) *handled = 0;
+        return SB_OK;
+    }
+    if (s != NATS_OK) {
+        SB_WARN(MOD, "fetch failed stream=%s consumer=%s err_code=%d status=\"%s\"", pull->stream,
+                pull->consumer, (int)jerr, nats_err_text(s));
+        natsMsgList_Destroy(&list);
+        return SB_E_UNAVAILABLE;
+    }
+
+    int n = 0;
+    for (int i = 0; i < list.Count; i++) {
+        natsMsg *m = list.Msgs[i];
+        jsMsgMetaData *meta = NULL;
+        sb_bus_msg_t bm = {
+            .subject = natsMsg_GetSubject(m),
+            .data = natsMsg_GetData(m),
+            .len = (size_t)natsMsg_GetDataLength(m),
+            .num_delivered = 1,
+        };
+        if (natsMsg_GetMetaData(&meta, m) == NATS_OK) {
+            bm.num_delivered = meta->NumDelivered;
+            bm.stream_seq = meta->Sequence.Stream;
+        }
+        jsMsgMetaData_Destroy(meta);
+        sb_result_t verdict = handler(ctx, &bm);
+        settle(pull, m, &bm, verdict);
+        n++;
+    }
+    natsMsgList_Destroy(&list);
+    if (handled != NULL) *handled = n;
+    return SB_OK;
+}
+
+void sb_bus_pull_destroy(sb_bus_pull_t *pull)
+{
+    if (pull == NULL) return;
+    natsSubscription_Destroy(pull->sub);
+    if (pull->ephemeral && sb_bus_is_connected(pull->bus))
+        (void)js_DeleteConsumer(pull->bus->js, pull->stream, pull->consumer, NULL, NULL);
+    free(pull->stream);
+    free(pull->consumer);
+    free(pull);
+}
+
+/* --- core subscriptions ------------------------------------------------------------------- */
+
+static void on_core_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *closure)
+{
+    (void)nc;
+    (void)sub;
+    sb_bus_sub_t *s = closure;
+    sb_bus_msg_t bm = {
+        .subject = natsMsg_GetSubject(m),
+        .data = natsMsg_GetData(m),
+        .len = (size_t)natsMsg_GetDataLength(m),
+        .num_delivered = 1,
+    };
+    (void)s->handler(s->ctx, &bm);
+    natsMsg_Destroy(m);
+}
+
+sb_result_t sb_bus_subscribe(sb_bus_t *bus, const char *subject, sb_bus_handler_fn handler,
+                             void *ctx, sb_bus_sub_t **out)
+{
+    if (bus == NULL || bus->nc == NULL || subject == NULL || handler == NULL || out == NULL)
+        return SB_E_INVALID;
+    sb_bus_sub_t *s = sb_xcalloc(1, sizeof *s);
+    s->handler = handler;
+    s->ctx = ctx;
+    natsStatus st = natsConnection_Subscribe(&s->sub, bus->nc, subject, on_core_msg, s);
+    if (st != NATS_OK) {
+        SB_ERROR(MOD, "subscribe failed subject=%s status=\"%s\"", subject, nats_err_text(st));
+        free(s);
+        return SB_E_UNAVAILABLE;
+    }
+    *out = s;
+    return SB_OK;
+}
+
+void sb_bus_sub_destroy(sb_bus_sub_t *sub)
+{
+    if (sub == NULL) return;
+    /* Unsubscribe first so that no callback runs after this returns... */
+    (void)natsSubscription_Unsubscribe(sub->sub);
+    /* ...except one that was already running: it may still hold sub->ctx. */
+    natsSubscription_Destroy(sub->sub);
+    free(sub);
+}
+
+/* --- subjects ----------------------------------------------------------------------------- */
+
+#define MAX_TOKEN 256
+
+static bool token_ok(const char *s, size_t n)
+{
+    if (n == 0 || n > MAX_TOKEN) return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c <= ' ' || c == 0x7f || c == '.' || c == '*' || c == '>') return false;
+    }
+    return true;
+}
+
+bool sb_bus_is_token(const char *s)
+{
+    return s != NULL && token_ok(s, strlen(s));
+}
+
+sb_result_t sb_bus_subject(char *buf, size_t n, const char *fmt, ...)
+{
+    if (buf == NULL || n == 0 || fmt == NULL) return SB_E_INVALID;
+    va_list ap;
+    va_start(ap, fmt);
+    int w = vsnprintf(buf, n, fmt, ap);
+    va_end(ap);
+    if (w < 0) return SB_E_INVALID;
+    if ((size_t)w >= n) {
+        buf[0] = '\0';
+        return SB_E_TOO_LARGE;
+    }
+    const char *p = buf;
+    for (;;) {
+        const char *dot = strchr(p, '.');
+        size_t len = dot != NULL ? (size_t)(dot - p) : strlen(p);
+        /* A lone final '>' is allowed so that the builder also makes filters. */
+        bool last_wild = dot == NULL && len == 1 && p[0] == '>' && p != buf;
+        if (!last_wild && !token_ok(p, len)) {
+            buf[0] = '\0';
+            return SB_E_INVALID;
+        }
+        if (dot == NULL) break;
+        p = dot + 1;
+    }
+    return SB_OK;
+}
