@@ -1,0 +1,507 @@
+/* The WhatsApp Business Cloud API channel (Meta; reference §A1).
+ *
+ * Ingress: POST bodies signed `X-Hub-Signature-256: sha256=<hex HMAC-SHA256(app secret, raw
+ * body)>` (hex accepted in either case; several app secrets may be configured for rotation).
+ * A body is entry[] x changes[] x (messages[] | statuses[]); each message or status becomes one
+ * item with dedup key `wa:<wamid>` or `wa-st:<wamid>:<status>`. Items that cannot be read make
+ * the whole raw body go to quarantine (the readable ones are still published), because Meta
+ * retries any non-2xx for up to 7 days. GET answers the hub.* subscription handshake.
+ *
+ * Egress: POST <base>/<phone_number_id>/messages with a bearer token: text, up to three reply
+ * buttons (titles <= 20 characters) as an interactive message, more as a numbered text list,
+ * or an approved template when the Outbound names one. */
+#include "channel.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sb/seal.h"
+
+#define WA_MAX_BUTTONS 3
+#define WA_MAX_BUTTON_TITLE 20
+#define WA_MAX_TEXT 4096
+#define WA_MAX_CHALLENGE 256
+
+typedef struct wa_priv {
+    char *secrets[SB_CHAN_MAX_SECRETS];
+    size_t nsecrets;
+    char *verify_token;
+    char *access_token;
+} wa_priv_t;
+
+static bool wa_enabled(const sb_config_t *cfg)
+{
+    return cfg->whatsapp.enabled;
+}
+
+static size_t wa_max_body(const sb_config_t *cfg)
+{
+    return (size_t)cfg->whatsapp.max_body_bytes;
+}
+
+static const char *wa_api_base(const sb_config_t *cfg)
+{
+    return cfg->whatsapp.api_base ? cfg->whatsapp.api_base : "";
+}
+
+static const char *const wa_required[] = {"channels.whatsapp.app_secret",
+                                          "channels.whatsapp.verify_token", NULL};
+
+static void wipe_free(char *s)
+{
+    if (!s) return;
+    sb_seal_wipe(s, strlen(s));
+    free(s);
+}
+
+static void wa_destroy(sb_channel_t *ch)
+{
+    wa_priv_t *p = ch->priv;
+    if (!p) return;
+    for (size_t i = 0; i < p->nsecrets; i++)
+        wipe_free(p->secrets[i]);
+    wipe_free(p->verify_token);
+    wipe_free(p->access_token);
+    free(p);
+    ch->priv = NULL;
+}
+
+static sb_result_t wa_create(sb_channel_t *ch, const sb_config_t *cfg, char *err, size_t errlen)
+{
+    wa_priv_t *p = sb_xcalloc(1, sizeof *p);
+    char *store = NULL;
+    const char *tok[SB_CHAN_MAX_SECRETS];
+    p->nsecrets = sb_chan_split_secrets(cfg->whatsapp.app_secret, &store, tok, SB_CHAN_MAX_SECRETS);
+    for (size_t i = 0; i < p->nsecrets; i++)
+        p->secrets[i] = sb_xstrdup(tok[i]);
+    sb_seal_wipe(store, strlen(store));
+    free(store);
+    p->verify_token = sb_xstrdup(cfg->whatsapp.verify_token ? cfg->whatsapp.verify_token : "");
+    p->access_token = sb_xstrdup(cfg->whatsapp.access_token ? cfg->whatsapp.access_token : "");
+    ch->priv = p;
+    if (p->nsecrets == 0) {
+        snprintf(err, errlen, "channels.whatsapp.app_secret: not set");
+        wa_destroy(ch);
+        return SB_E_CONFIG;
+    }
+    return SB_OK;
+}
+
+static sb_result_t wa_verify(const sb_channel_t *ch, const sb_http_request_t *req, int64_t now_s,
+                             const char **reason)
+{
+    (void)now_s; /* Meta signs no timestamp: replay protection is TLS + dedup on the wamid */
+    const wa_priv_t *p = ch->priv;
+    const char *h = sb_http_header(req, "X-Hub-Signature-256");
+    if (!h || !*h) {
+        *reason = "missing_signature";
+        return SB_E_AUTH;
+    }
+    uint8_t got[32];
+    size_t glen = 0;
+    if (strncmp(h, "sha256=", 7) != 0 || strlen(h + 7) != 64 ||
+        sb_seal_hex_decode(got, sizeof got, &glen, h + 7, 64) != SB_OK || glen != 32) {
+        *reason = "malformed_signature";
+        return SB_E_AUTH;
+    }
+    bool ok = false;
+    for (size_t i = 0; i < p->nsecrets; i++) {
+        uint8_t mac[32];
+        sb_seal_part_t part = {req->body, req->body_len};
+        sb_seal_hmac_sha256(mac, p->secrets[i], strlen(p->secrets[i]), &part, 1);
+        ok |= sb_seal_equal(mac, got, sizeof mac);
+        sb_seal_wipe(mac, sizeof mac);
+    }
+    if (!ok) {
+        *reason = "bad_signature";
+        return SB_E_AUTH;
+    }
+    return SB_OK;
+}
+
+static int wa_handshake(const sb_channel_t *ch, const sb_http_request_t *req, char *body,
+                        size_t bodylen)
+{
+    const wa_priv_t *p = ch->priv;
+    char mode[32], token[256], challenge[WA_MAX_CHALLENGE + 1];
+    body[0] = '\0';
+    if (!sb_http_query_param(req, "hub.mode", mode, sizeof mode) ||
+        !sb_http_query_param(req, "hub.verify_token", token, sizeof token) ||
+        !sb_http_query_param(req, "hub.challenge", challenge, sizeof challenge))
+        return 403;
+    bool match =
+        sb_chan_secret_equal(token, strlen(token), p->verify_token, strlen(p->verify_token));
+    sb_seal_wipe(token, sizeof token);
+    if (strcmp(mode, "subscribe") != 0 || !match || !*p->verify_token || !challenge[0] ||
+        strlen(challenge) >= bodylen)
+        return 403;
+    snprintf(body, bodylen, "%s", challenge);
+    return 200;
+}
+
+/* ---- parse ---- */
+
+/* The timestamp of an item: a string (or number) of Unix seconds. */
+static bool get_time(const cJSON *obj, int64_t *ms)
+{
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(obj, "timestamp");
+    int64_t s = 0;
+    if (cJSON_IsString(t)) {
+        if (sb_chan_parse_unix(t->valuestring, &s) != SB_OK) return false;
+    } else if (cJSON_IsNumber(t) && t->valuedouble >= 0 && t->valuedouble < 1e12) {
+        s = (int64_t)t->valuedouble;
+    } else {
+        return false;
+    }
+    *ms = s * 1000;
+    return true;
+}
+
+/* The profile name of the sender from value.contacts[]. */
+static char *contact_name(const cJSON *contacts, const char *wa_id, const char *user_id)
+{
+    const cJSON *c;
+    int n = cJSON_GetArraySize(contacts);
+    cJSON_ArrayForEach(c, contacts)
+    {
+        const char *w = sb_chan_json_str(c, "wa_id", SB_CHAN_MAX_ID);
+        const char *u = sb_chan_json_str(c, "user_id", SB_CHAN_MAX_ID);
+        bool match = (wa_id && w && strcmp(w, wa_id) == 0) ||
+                     (user_id && u && strcmp(u, user_id) == 0) || n == 1;
+        if (match) return sb_chan_json_dup(sb_chan_json_obj(c, "profile"), "name", 256);
+    }
+    return NULL;
+}
+
+static void set_sender(sb_chan_item_t *it, const char *wa_id, const char *user_id)
+{
+    /* Key users on the phone (wa_id) when present, else on the business-scoped user id. */
+    if (wa_id)
+        it->sender_id = sb_xstrdup(wa_id);
+    else if (user_id)
+        it->sender_id = sb_xasprintf("bsuid:%s", user_id);
+    if (wa_id) it->phone = sb_xasprintf("+%s", wa_id);
+}
+
+static bool is_media_type(const char *t)
+{
+    static const char *const media[] = {"image", "video", "audio", "document", "sticker", NULL};
+    for (size_t i = 0; media[i]; i++)
+        if (strcmp(t, media[i]) == 0) return true;
+    return false;
+}
+
+static bool parse_message(const cJSON *m, const cJSON *contacts, const char *account,
+                          sb_chan_item_t *it)
+{
+    const char *id = sb_chan_json_str(m, "id", SB_CHAN_MAX_ID);
+    const char *from = sb_chan_json_str(m, "from", SB_CHAN_MAX_ID);
+    const char *from_user = sb_chan_json_str(m, "from_user_id", SB_CHAN_MAX_ID);
+    const char *type = sb_chan_json_str(m, "type", 64);
+    if (!id || (!from && !from_user) || !type || !account) return false;
+    if (!get_time(m, &it->occurred_at_ms)) return false;
+    it->provider_message_id = sb_xstrdup(id);
+    it->dedup_key = sb_xasprintf("wa:%s", id);
+    it->account_id = sb_xstrdup(account);
+    set_sender(it, from, from_user);
+    it->sender_name = contact_name(contacts, from, from_user);
+    it->in_reply_to = sb_chan_json_dup(sb_chan_json_obj(m, "context"), "id", SB_CHAN_MAX_ID);
+
+    if (strcmp(type, "text") == 0) {
+        it->kind = SB_CHAN_TEXT;
+        it->text = sb_chan_json_dup(sb_chan_json_obj(m, "text"), "body", SB_CHAN_MAX_TEXT);
+        return it->text != NULL;
+    }
+    if (strcmp(type, "interactive") == 0) {
+        const cJSON *ia = sb_chan_json_obj(m, "interactive");
+        const char *itype = sb_chan_json_str(ia, "type", 64);
+        if (!itype) return false;
+        const cJSON *reply = NULL;
+        if (strcmp(itype, "button_reply") == 0 || strcmp(itype, "list_reply") == 0)
+            reply = sb_chan_json_obj(ia, itype);
+        if (!reply) {
+            it->kind = SB_CHAN_UNSUPPORTED; /* flows and other interactive answers */
+            return true;
+        }
+        it->kind = SB_CHAN_BUTTON_REPLY;
+        it->button_payload = sb_chan_json_dup(reply, "id", 1024);
+        it->button_title = sb_chan_json_dup(reply, "title", 256);
+        return it->button_payload != NULL;
+    }
+    if (strcmp(type, "button") == 0) {
+        const cJSON *b = sb_chan_json_obj(m, "button");
+        it->kind = SB_CHAN_BUTTON_REPLY;
+        it->button_payload = sb_chan_json_dup(b, "payload", 1024);
+        it->button_title = sb_chan_json_dup(b, "text", 256);
+        return it->button_payload != NULL;
+    }
+    if (is_media_type(type)) {
+        const cJSON *md = sb_chan_json_obj(m, type);
+        it->kind = SB_CHAN_MEDIA;
+        it->has_media = true;
+        it->media.type = sb_xstrdup(type);
+        it->media.ref = sb_chan_json_dup(md, "id", SB_CHAN_MAX_ID);
+        it->media.mime = sb_chan_json_dup(md, "mime_type", 128);
+        it->media.sha256 = sb_chan_json_dup(md, "sha256", 128);
+        it->media.caption = sb_chan_json_dup(md, "caption", SB_CHAN_MAX_TEXT);
+        it->media.filename = sb_chan_json_dup(md, "filename", 256);
+        return it->media.ref != NULL;
+    }
+    if (strcmp(type, "location") == 0) {
+        const cJSON *loc = sb_chan_json_obj(m, "location");
+        const cJSON *lat = cJSON_GetObjectItemCaseSensitive(loc, "latitude");
+        const cJSON *lon = cJSON_GetObjectItemCaseSensitive(loc, "longitude");
+        if (!cJSON_IsNumber(lat) || !cJSON_IsNumber(lon) || fabs(lat->valuedouble) > 90 ||
+            fabs(lon->valuedouble) > 180)
+            return false;
+        it->kind = SB_CHAN_LOCATION;
+        it->has_location = true;
+        it->location.latitude = lat->valuedouble;
+        it->location.longitude = lon->valuedouble;
+        it->location.name = sb_chan_json_dup(loc, "name", 1024);
+        it->location.address = sb_chan_json_dup(loc, "address", 1024);
+        return true;
+    }
+    /* unsupported, reaction, contacts, order, system, ...: acknowledged and published so the
+     * bot can tell the customer it cannot read them. */
+    it->kind = SB_CHAN_UNSUPPORTED;
+    return true;
+}
+
+static bool parse_status(const cJSON *s, const char *account, sb_chan_item_t *it)
+{
+    const char *id = sb_chan_json_str(s, "id", SB_CHAN_MAX_ID);
+    const char *state = sb_chan_json_str(s, "status", 32);
+    const char *rcpt = sb_chan_json_str(s, "recipient_id", SB_CHAN_MAX_ID);
+    const char *rcpt_user = sb_chan_json_str(s, "recipient_user_id", SB_CHAN_MAX_ID);
+    if (!id || !state || (!rcpt && !rcpt_user) || !account) return false;
+    if (!get_time(s, &it->occurred_at_ms)) return false;
+    it->kind = SB_CHAN_STATUS;
+    it->dedup_key = sb_xasprintf("wa-st:%s:%s", id, state);
+    it->account_id = sb_xstrdup(account);
+    set_sender(it, rcpt, rcpt_user);
+    it->has_status = true;
+    it->status.state = sb_xstrdup(state);
+    it->status.refs = sb_xcalloc(1, sizeof(char *));
+    it->status.refs[0] = sb_xstrdup(id);
+    it->status.nrefs = 1;
+    const cJSON *errs = sb_chan_json_arr(s, "errors");
+    const cJSON *e0 = cJSON_GetArrayItem(errs, 0);
+    if (cJSON_IsObject(e0)) {
+        const cJSON *code = cJSON_GetObjectItemCaseSensitive(e0, "code");
+        if (cJSON_IsNumber(code)) it->status.error_code = (int64_t)code->valuedouble;
+        it->status.error_title = sb_chan_json_dup(e0, "title", 256);
+    }
+    return true;
+}
+
+/* Appends a zeroed item, or NULL when the batch is full. */
+static sb_chan_item_t *add_item(sb_chan_batch_t *out, size_t *cap)
+{
+    if (out->nitems >= SB_CHAN_MAX_ITEMS) return NULL;
+    if (out->nitems == *cap) {
+        *cap = *cap ? *cap * 2 : 4;
+        out->items = sb_xrealloc(out->items, *cap * sizeof *out->items);
+    }
+    sb_chan_item_t *it = &out->items[out->nitems];
+    memset(it, 0, sizeof *it);
+    return it;
+}
+
+static void quarantine(sb_chan_batch_t *out, const char *reason)
+{
+    if (!out->quarantine) out->reason = reason;
+    out->quarantine = true;
+}
+
+static void parse_list(sb_chan_batch_t *out, size_t *cap, const cJSON *arr, bool statuses,
+                       const cJSON *contacts, const char *account)
+{
+    const cJSON *x;
+    cJSON_ArrayForEach(x, arr)
+    {
+        sb_chan_item_t *it = add_item(out, cap);
+        if (!it) {
+            quarantine(out, "too many items");
+            return;
+        }
+        bool ok = statuses ? parse_status(x, account, it) : parse_message(x, contacts, account, it);
+        if (ok) {
+            out->nitems++;
+        } else {
+            sb_chan_item_free(it); /* the slot is reused by the next item */
+            quarantine(out, statuses ? "unreadable status" : "unreadable message");
+        }
+    }
+}
+
+static sb_result_t wa_parse(const sb_channel_t *ch, const uint8_t *body, size_t len,
+                            sb_chan_batch_t *out)
+{
+    (void)ch;
+    cJSON *root = sb_chan_json_parse(body, len);
+    const char *object = sb_chan_json_str(root, "object", 64);
+    const cJSON *entries = sb_chan_json_arr(root, "entry");
+    if (!root) {
+        quarantine(out, "body is not JSON");
+        goto done;
+    }
+    if (!object || strcmp(object, "whatsapp_business_account") != 0 || !entries) {
+        quarantine(out, "not a whatsapp_business_account notification");
+        goto done;
+    }
+    size_t cap = 0;
+    const cJSON *entry;
+    cJSON_ArrayForEach(entry, entries)
+    {
+        const cJSON *changes = sb_chan_json_arr(entry, "changes");
+        if (!changes) {
+            quarantine(out, "entry without changes");
+            continue;
+        }
+        const cJSON *change;
+        cJSON_ArrayForEach(change, changes)
+        {
+            const char *field = sb_chan_json_str(change, "field", 64);
+            const cJSON *value = sb_chan_json_obj(change, "value");
+            if (!field || !value) {
+                quarantine(out, "change without field/value");
+                continue;
+            }
+            if (strcmp(field, "messages") != 0) continue; /* other subscriptions: not ours */
+            const char *account =
+                sb_chan_json_str(sb_chan_json_obj(value, "metadata"), "phone_number_id", 64);
+            const cJSON *contacts = sb_chan_json_arr(value, "contacts");
+            const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(value, "messages");
+            const cJSON *sts = cJSON_GetObjectItemCaseSensitive(value, "statuses");
+            if ((msgs && !cJSON_IsArray(msgs)) || (sts && !cJSON_IsArray(sts))) {
+                quarantine(out, "messages/statuses not an array");
+                continue;
+            }
+            parse_list(out, &cap, msgs, false, contacts, account);
+            parse_list(out, &cap, sts, true, contacts, account);
+        }
+    }
+    if (!out->quarantine && out->nitems == 0) out->reason = "no messages or statuses";
+done:
+    cJSON_Delete(root);
+    return SB_OK;
+}
+
+/* ---- render ---- */
+
+/* The account id goes into the URL path: letters, digits, '-', '_' only. */
+static bool is_path_token(const char *s)
+{
+    size_t n = 0;
+    for (; s[n]; n++) {
+        char c = s[n];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              c == '-' || c == '_'))
+            return false;
+    }
+    return n > 0 && n <= 64;
+}
+
+static sb_result_t wa_render(const sb_channel_t *ch, const sb_outbound_t *o,
+                             const sb_recipient_t *rcpt, const char *api_base, int64_t now_s,
+                             sb_chan_http_t *req)
+{
+    (void)now_s;
+    const wa_priv_t *p = ch->priv;
+    if (!rcpt->address || !*rcpt->address || !rcpt->account_id || !*rcpt->account_id ||
+        !is_path_token(rcpt->account_id))
+        return SB_E_INVALID;
+    const char *to = rcpt->address;
+    if (strncmp(to, "bsuid:", 6) == 0) to += 6;
+    const char *text = o->text ? o->text : "";
+
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "messaging_product", "whatsapp");
+    cJSON_AddStringToObject(root, "recipient_type", "individual");
+    if (to != rcpt->address)
+        cJSON_AddStringToObject(root, "recipient_user_id", to);
+    else
+        cJSON_AddStringToObject(root, "to", to);
+    if (rcpt->in_reply_to && *rcpt->in_reply_to) {
+        cJSON *ctx = cJSON_AddObjectToObject(root, "context");
+        cJSON_AddStringToObject(ctx, "message_id", rcpt->in_reply_to);
+    }
+
+    bool buttons_fit = o->n_buttons > 0 && o->n_buttons <= WA_MAX_BUTTONS;
+    for (size_t i = 0; buttons_fit && i < o->n_buttons; i++) {
+        const char *t = o->buttons[i]->title ? o->buttons[i]->title : "";
+        const char *id = o->buttons[i]->id ? o->buttons[i]->id : "";
+        if (!*t || !*id || sb_chan_utf8_len(t) > WA_MAX_BUTTON_TITLE || strlen(id) > 256)
+            buttons_fit = false;
+    }
+
+    if (o->template_name && *o->template_name) {
+        cJSON_AddStringToObject(root, "type", "template");
+        cJSON *tpl = cJSON_AddObjectToObject(root, "template");
+        cJSON_AddStringToObject(tpl, "name", o->template_name);
+        cJSON *lang = cJSON_AddObjectToObject(tpl, "language");
+        cJSON_AddStringToObject(lang, "code", o->locale && *o->locale ? o->locale : "en");
+    } else if (buttons_fit) {
+        cJSON_AddStringToObject(root, "type", "interactive");
+        cJSON *ia = cJSON_AddObjectToObject(root, "interactive");
+        cJSON_AddStringToObject(ia, "type", "button");
+        cJSON *b = cJSON_AddObjectToObject(ia, "body");
+        cJSON_AddStringToObject(b, "text", *text ? text : "-");
+        cJSON *action = cJSON_AddObjectToObject(ia, "action");
+        cJSON *arr = cJSON_AddArrayToObject(action, "buttons");
+        for (size_t i = 0; i < o->n_buttons; i++) {
+            cJSON *btn = cJSON_CreateObject();
+            cJSON_AddStringToObject(btn, "type", "reply");
+            cJSON *reply = cJSON_AddObjectToObject(btn, "reply");
+            cJSON_AddStringToObject(reply, "id", o->buttons[i]->id);
+            cJSON_AddStringToObject(reply, "title", o->buttons[i]->title);
+            cJSON_AddItemToArray(arr, btn);
+        }
+    } else {
+        /* Plain text; buttons that do not fit WhatsApp's limits become a numbered list. */
+        sb_buf_t t = {0};
+        sb_buf_append(&t, text, strlen(text));
+        for (size_t i = 0; i < o->n_buttons; i++) {
+            const char *title = o->buttons[i]->title ? o->buttons[i]->title : "";
+            sb_buf_appendf(&t, "%s%zu. %s", i == 0 ? (t.len ? "\n\n" : "") : "\n", i + 1, title);
+        }
+        sb_buf_append(&t, "", 1);
+        cJSON_AddStringToObject(root, "type", "text");
+        cJSON *tx = cJSON_AddObjectToObject(root, "text");
+        cJSON_AddStringToObject(tx, "body", t.data);
+        cJSON_AddBoolToObject(tx, "preview_url", false);
+        sb_buf_free(&t);
+    }
+    char *json = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    if (!json) return SB_E_INTERNAL;
+
+    sb_chan_http_t r = {0};
+    r.method = "POST";
+    r.url = sb_xasprintf("%s/%s/messages", api_base, rcpt->account_id);
+    sb_buf_append(&r.body, json, strlen(json));
+    free(json);
+    sb_chan_http_add_header(&r, "Content-Type: application/json");
+    sb_chan_http_add_header(&r, "Authorization: Bearer %s", p->access_token);
+    *req = r;
+    return SB_OK;
+}
+
+const sb_channel_ops_t sb_channel_whatsapp = {
+    .name = "whatsapp",
+    .ingress_path = "/v1/ingress/whatsapp",
+    .enabled = wa_enabled,
+    .required_keys = wa_required,
+    .max_body = wa_max_body,
+    .api_base = wa_api_base,
+    .create = wa_create,
+    .destroy = wa_destroy,
+    .verify = wa_verify,
+    .handshake = wa_handshake,
+    .parse = wa_parse,
+    .render = wa_render,
+};

@@ -1,0 +1,344 @@
+/* The table of channels and what they share: creation from config, freeing of normalized
+ * batches and rendered requests, the router clock (with the SB_TEST_NOW test hook), time and
+ * JSON helpers. Adding a channel = one channel_<name>.c plus one line in sb_channel_table. */
+#include "channel.h"
+
+#include <cjson/cJSON.h>
+#include <ctype.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "sb/log.h"
+#include "sb/seal.h"
+
+const sb_channel_ops_t *const sb_channel_table[] = {
+    &sb_channel_webchat,
+    &sb_channel_whatsapp,
+    NULL,
+};
+
+const sb_channel_ops_t *sb_channel_find(const char *name)
+{
+    if (!name) return NULL;
+    for (size_t i = 0; sb_channel_table[i]; i++)
+        if (strcmp(sb_channel_table[i]->name, name) == 0) return sb_channel_table[i];
+    return NULL;
+}
+
+sb_result_t sb_channel_create(const sb_channel_ops_t *ops, const sb_config_t *cfg,
+                              sb_channel_t **out, char *err, size_t errlen)
+{
+    sb_channel_t *ch = sb_xcalloc(1, sizeof *ch);
+    ch->ops = ops;
+    ch->max_body = ops->max_body(cfg);
+    const char *base = ops->api_base(cfg);
+    size_t blen = base ? strlen(base) : 0;
+    while (blen > 0 && base[blen - 1] == '/')
+        blen--; /* we join with '/' ourselves */
+    ch->api_base = sb_xstrndup(base ? base : "", blen);
+    sb_result_t rc = ops->create(ch, cfg, err, errlen);
+    if (rc != SB_OK) {
+        free(ch->api_base);
+        free(ch);
+        return rc;
+    }
+    *out = ch;
+    return SB_OK;
+}
+
+void sb_channel_destroy(sb_channel_t *ch)
+{
+    if (!ch) return;
+    ch->ops->destroy(ch);
+    free(ch->api_base);
+    free(ch);
+}
+
+void sb_chan_item_free(sb_chan_item_t *it)
+{
+    free(it->dedup_key);
+    free(it->provider_message_id);
+    free(it->sender_id);
+    free(it->sender_name);
+    free(it->phone);
+    free(it->email);
+    free(it->account_id);
+    free(it->session_id);
+    free(it->text);
+    free(it->button_payload);
+    free(it->button_title);
+    free(it->in_reply_to);
+    free(it->locale);
+    free(it->media.type);
+    free(it->media.ref);
+    free(it->media.mime);
+    free(it->media.sha256);
+    free(it->media.caption);
+    free(it->media.filename);
+    free(it->location.name);
+    free(it->location.address);
+    free(it->status.state);
+    for (size_t i = 0; i < it->status.nrefs; i++)
+        free(it->status.refs[i]);
+    free(it->status.refs);
+    free(it->status.error_title);
+    free(it->consent_notice_version);
+    memset(it, 0, sizeof *it);
+}
+
+void sb_chan_batch_free(sb_chan_batch_t *b)
+{
+    if (!b) return;
+    for (size_t i = 0; i < b->nitems; i++)
+        sb_chan_item_free(&b->items[i]);
+    free(b->items);
+    memset(b, 0, sizeof *b);
+}
+
+void sb_chan_http_free(sb_chan_http_t *req)
+{
+    if (!req) return;
+    free(req->url);
+    if (req->headers) {
+        for (size_t i = 0; req->headers[i]; i++) {
+            /* Headers carry bearer tokens and signatures. */
+            sb_seal_wipe(req->headers[i], strlen(req->headers[i]));
+            free(req->headers[i]);
+        }
+        free(req->headers);
+    }
+    sb_buf_free(&req->body);
+    memset(req, 0, sizeof *req);
+}
+
+void sb_chan_http_add_header(sb_chan_http_t *req, const char *fmt, ...)
+{
+    size_t n = 0;
+    while (req->headers && req->headers[n])
+        n++;
+    req->headers = sb_xrealloc(req->headers, (n + 2) * sizeof *req->headers);
+    va_list ap;
+    va_start(ap, fmt);
+    int len = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    char *h = sb_xmalloc(len > 0 ? (size_t)len + 1 : 1);
+    h[0] = '\0';
+    if (len > 0) {
+        va_start(ap, fmt);
+        vsnprintf(h, (size_t)len + 1, fmt, ap);
+        va_end(ap);
+    }
+    req->headers[n] = h;
+    req->headers[n + 1] = NULL;
+}
+
+/* ---- clock ---- */
+
+static int64_t parse_now(const char *s)
+{
+    char *end = NULL;
+    long long v = strtoll(s, &end, 10);
+    while (end && (*end == '\n' || *end == '\r' || *end == ' '))
+        end++;
+    if (!end || end == s || *end != '\0' || v <= 0) return -1;
+    return (int64_t)v;
+}
+
+int64_t sb_router_now_s(void)
+{
+    const char *env = getenv("SB_TEST_NOW");
+    if (env && *env) {
+        int64_t v = -1;
+        if (env[0] == '/') {
+            char *data = NULL;
+            size_t len = 0;
+            if (sb_read_file(env, 64, &data, &len) == SB_OK) {
+                v = parse_now(data);
+                free(data);
+            }
+        } else {
+            v = parse_now(env);
+        }
+        if (v > 0) return v;
+    }
+    return sb_now_ms() / 1000;
+}
+
+/* ---- time ---- */
+
+static bool digits(const char *s, int n, int *out)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (!isdigit((unsigned char)s[i])) return false;
+        v = v * 10 + (s[i] - '0');
+    }
+    *out = v;
+    return true;
+}
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm): no
+ * dependency on timegm or the process time zone. */
+static int64_t days_from_civil(int64_t y, int m, int d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+sb_result_t sb_chan_parse_rfc3339(const char *s, int64_t *out_ms)
+{
+    if (!s || strlen(s) < 20 || strlen(s) > 40) return SB_E_INVALID;
+    int y, mo, d, h, mi, se;
+    if (!digits(s, 4, &y) || s[4] != '-' || !digits(s + 5, 2, &mo) || s[7] != '-' ||
+        !digits(s + 8, 2, &d) || (s[10] != 'T' && s[10] != 't') || !digits(s + 11, 2, &h) ||
+        s[13] != ':' || !digits(s + 14, 2, &mi) || s[16] != ':' || !digits(s + 17, 2, &se))
+        return SB_E_INVALID;
+    if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 60) return SB_E_INVALID;
+    const char *p = s + 19;
+    int ms = 0;
+    if (*p == '.') {
+        p++;
+        int nd = 0;
+        while (isdigit((unsigned char)*p)) {
+            if (nd < 3) ms = ms * 10 + (*p - '0');
+            nd++;
+            p++;
+        }
+        if (nd == 0) return SB_E_INVALID;
+        for (int i = nd; i < 3; i++)
+            ms *= 10;
+    }
+    int64_t off_s = 0;
+    if (*p == 'Z' || *p == 'z') {
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        int oh, om;
+        if (!digits(p + 1, 2, &oh) || p[3] != ':' || !digits(p + 4, 2, &om) || oh > 23 || om > 59)
+            return SB_E_INVALID;
+        off_s = (int64_t)(oh * 3600 + om * 60) * (*p == '+' ? 1 : -1);
+        p += 6;
+    } else {
+        return SB_E_INVALID;
+    }
+    if (*p != '\0') return SB_E_INVALID;
+    int64_t t = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se - off_s;
+    *out_ms = t * 1000 + ms;
+    return SB_OK;
+}
+
+void sb_chan_format_rfc3339(int64_t ms, char *buf, size_t n)
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+sb_result_t sb_chan_parse_unix(const char *s, int64_t *out_s)
+{
+    if (!s) return SB_E_INVALID;
+    size_t n = strlen(s);
+    if (n == 0 || n > 12) return SB_E_INVALID;
+    int64_t v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!isdigit((unsigned char)s[i])) return SB_E_INVALID;
+        v = v * 10 + (s[i] - '0');
+    }
+    *out_s = v;
+    return SB_OK;
+}
+
+/* ---- strings ---- */
+
+size_t sb_chan_split_secrets(const char *list, char **store, const char **tok, size_t max)
+{
+    *store = sb_xstrdup(list ? list : "");
+    size_t n = 0;
+    char *save = NULL;
+    for (char *t = strtok_r(*store, " \t,", &save); t && n < max; t = strtok_r(NULL, " \t,", &save))
+        tok[n++] = t;
+    return n;
+}
+
+size_t sb_chan_utf8_len(const char *s)
+{
+    size_t n = 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        if ((*p & 0xC0) != 0x80) n++;
+    return n;
+}
+
+static pthread_once_t eq_once = PTHREAD_ONCE_INIT;
+static uint8_t eq_key[32];
+static void eq_init(void)
+{
+    sb_seal_random(eq_key, sizeof eq_key);
+}
+
+bool sb_chan_secret_equal(const char *a, size_t alen, const char *b, size_t blen)
+{
+    pthread_once(&eq_once, eq_init);
+    uint8_t ha[32], hb[32];
+    sb_seal_part_t pa = {a, alen}, pb = {b, blen};
+    sb_seal_hmac_sha256(ha, eq_key, sizeof eq_key, &pa, 1);
+    sb_seal_hmac_sha256(hb, eq_key, sizeof eq_key, &pb, 1);
+    bool eq = sb_seal_equal(ha, hb, sizeof ha);
+    sb_seal_wipe(ha, sizeof ha);
+    sb_seal_wipe(hb, sizeof hb);
+    return eq;
+}
+
+/* ---- JSON ---- */
+
+struct cJSON *sb_chan_json_parse(const uint8_t *body, size_t len)
+{
+    if (!body || len == 0) return NULL;
+    const char *end = NULL;
+    cJSON *j = cJSON_ParseWithLengthOpts((const char *)body, len, &end, false);
+    if (!j) return NULL;
+    /* Only whitespace may follow the value. */
+    for (const char *p = end; p && p < (const char *)body + len; p++) {
+        if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n') {
+            cJSON_Delete(j);
+            return NULL;
+        }
+    }
+    return j;
+}
+
+const char *sb_chan_json_str(const struct cJSON *obj, const char *key, size_t max)
+{
+    if (!cJSON_IsObject(obj)) return NULL;
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!cJSON_IsString(v) || !v->valuestring || !v->valuestring[0]) return NULL;
+    if (strlen(v->valuestring) > max) return NULL;
+    return v->valuestring;
+}
+
+char *sb_chan_json_dup(const struct cJSON *obj, const char *key, size_t max)
+{
+    const char *s = sb_chan_json_str(obj, key, max);
+    return s ? sb_xstrdup(s) : NULL;
+}
+
+const struct cJSON *sb_chan_json_obj(const struct cJSON *obj, const char *key)
+{
+    if (!cJSON_IsObject(obj)) return NULL;
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    return cJSON_IsObject(v) ? v : NULL;
+}
+
+const struct cJSON *sb_chan_json_arr(const struct cJSON *obj, const char *key)
+{
+    if (!cJSON_IsObject(obj)) return NULL;
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    return cJSON_IsArray(v) ? v : NULL;
+}
