@@ -11,11 +11,13 @@
 
 #include <ctype.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <nats/nats.h>
 
@@ -34,6 +36,7 @@
 #define NAK_BASE_MS 100
 #define NAK_MAX_MS 30000
 #define EPHEMERAL_INACTIVE_S 60
+#define CLOSE_WAIT_S 5
 
 struct sb_bus {
     natsConnection *nc;
@@ -41,6 +44,12 @@ struct sb_bus {
     sb_config_nats_t cfg; /* copy; cfg.url owned */
     char *name;
     atomic_bool connected;
+    atomic_bool closing;
+    /* nats.c runs connection callbacks on its own thread, also after natsConnection_Close
+     * returns: destroy waits for the closed callback (the last one) before freeing. */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool closed_cb_done;
 };
 
 struct sb_bus_pull {
@@ -113,7 +122,8 @@ static void on_disconnected(natsConnection *nc, void *closure)
     (void)nc;
     sb_bus_t *bus = closure;
     set_connected(bus, false);
-    SB_WARN(MOD, "disconnected name=%s reconnecting=true", bus->name);
+    if (!atomic_load(&bus->closing))
+        SB_WARN(MOD, "disconnected name=%s reconnecting=true", bus->name);
 }
 
 static void on_reconnected(natsConnection *nc, void *closure)
@@ -130,6 +140,10 @@ static void on_closed(natsConnection *nc, void *closure)
     sb_bus_t *bus = closure;
     set_connected(bus, false);
     SB_DEBUG(MOD, "closed name=%s", bus->name);
+    pthread_mutex_lock(&bus->mu);
+    bus->closed_cb_done = true;
+    pthread_cond_broadcast(&bus->cv);
+    pthread_mutex_unlock(&bus->mu); /* the last touch: destroy may free bus from here on */
 }
 
 static void on_async_error(natsConnection *nc, natsSubscription *sub, natsStatus err, void *closure)
@@ -174,6 +188,13 @@ sb_result_t sb_bus_connect(sb_bus_t **out, const sb_config_nats_t *cfg, const ch
     bus->cfg.url = sb_xstrdup(cfg->url);
     bus->name = sb_xstrdup(name != NULL ? name : "switchboard");
     atomic_init(&bus->connected, false);
+    atomic_init(&bus->closing, false);
+    pthread_mutex_init(&bus->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&bus->cv, &ca);
+    pthread_condattr_destroy(&ca);
     set_connected(bus, false);
 
     urlbuf = sb_xstrdup(cfg->url);
@@ -240,12 +261,29 @@ fail:
 void sb_bus_destroy(sb_bus_t *bus)
 {
     if (bus == NULL) return;
+    bool done = true;
+    atomic_store(&bus->closing, true);
     jsCtx_Destroy(bus->js);
     if (bus->nc != NULL) {
         natsConnection_Close(bus->nc);
+        struct timespec deadline;
+        clock_gettime(CLOCK_MONOTONIC, &deadline);
+        deadline.tv_sec += CLOSE_WAIT_S;
+        pthread_mutex_lock(&bus->mu);
+        while (!bus->closed_cb_done)
+            if (pthread_cond_timedwait(&bus->cv, &bus->mu, &deadline) != 0) break;
+        done = bus->closed_cb_done;
+        pthread_mutex_unlock(&bus->mu);
         natsConnection_Destroy(bus->nc);
     }
     set_connected(bus, false);
+    if (!done) {
+        /* A callback may still come: leaking a few bytes beats a use after free. */
+        SB_WARN(MOD, "close callback did not arrive name=%s", bus->name);
+        return;
+    }
+    pthread_cond_destroy(&bus->cv);
+    pthread_mutex_destroy(&bus->mu);
     free(bus->cfg.url);
     free(bus->name);
     free(bus);
