@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "sb/codec.h"
 #include "sb/ids.h"
@@ -65,6 +66,42 @@ static char *s_or_empty(const char *s)
     return (char *)(s ? s : "");
 }
 
+static bool is_word_char(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c >= 0x80;
+}
+
+/* The sender's own display name is PII the patterns cannot know: every whole-word,
+ * ASCII-case-insensitive occurrence of it in text becomes "[NAME_1]". Returns a new string, or
+ * NULL when the name does not occur (or is too short to be told from ordinary words). */
+static char *redact_name(const char *text, const char *name)
+{
+    size_t nlen = name ? strlen(name) : 0;
+    if (!text || nlen < 4) return NULL;
+    sb_buf_t out = {0};
+    bool found = false;
+    const char *p = text;
+    while (*p) {
+        bool match = strncasecmp(p, name, nlen) == 0 &&
+                     (p == text || !is_word_char((unsigned char)p[-1])) &&
+                     !is_word_char((unsigned char)p[nlen]);
+        if (match) {
+            sb_buf_append(&out, "[NAME_1]", 8);
+            p += nlen;
+            found = true;
+        } else {
+            sb_buf_append(&out, p, 1);
+            p++;
+        }
+    }
+    if (!found) {
+        sb_buf_free(&out);
+        return NULL;
+    }
+    sb_buf_append(&out, "", 1);
+    return out.data;
+}
+
 /* Redacts s (NULL = nothing) into *red; appends the originals to the contact's list. */
 static sb_result_t redact_into(const char *s, sb_redacted_t *red,
                                Switchboard__V1__Redaction ***list, size_t *n)
@@ -98,6 +135,8 @@ sb_result_t sb_ingress_build(const sb_ingress_keys_t *keys, const char *channel,
     uint8_t *contact_bytes = NULL, *sealed = NULL, *env_bytes = NULL;
     size_t contact_len = 0, env_len = 0;
     char **ref_hashes = NULL;
+    char *name_text = NULL, *name_caption = NULL;
+    Switchboard__V1__Redaction *name_red = NULL;
     const char *sender = it->sender_id;
     const char *account = it->account_id ? it->account_id : "";
     if (!it->dedup_key || !sender) goto out;
@@ -106,6 +145,16 @@ sb_result_t sb_ingress_build(const sb_ingress_keys_t *keys, const char *channel,
     if (rc != SB_OK) goto out;
     rc = redact_into(it->has_media ? it->media.caption : NULL, &red_caption, &redactions, &nred);
     if (rc != SB_OK) goto out;
+    name_text = redact_name(red_text.text, it->sender_name);
+    name_caption = redact_name(red_caption.text, it->sender_name);
+    if (name_text || name_caption) {
+        name_red = sb_xmalloc(sizeof *name_red);
+        switchboard__v1__redaction__init(name_red);
+        name_red->placeholder = (char *)"[NAME_1]";
+        name_red->original = it->sender_name;
+        redactions = sb_xrealloc(redactions, (nred + 1) * sizeof *redactions);
+        redactions[nred++] = name_red;
+    }
 
     /* The sealed part: every PII field and raw provider id. */
     Switchboard__V1__Contact contact = SWITCHBOARD__V1__CONTACT__INIT;
@@ -160,7 +209,7 @@ sb_result_t sb_ingress_build(const sb_ingress_keys_t *keys, const char *channel,
     env.received_at_ms = received_at_ms;
     env.sent_at_ms = it->occurred_at_ms;
     env.kind = proto_kind(it->kind);
-    env.text = s_or_empty(red_text.text);
+    env.text = s_or_empty(name_text ? name_text : red_text.text);
     env.sealed_contact.data = sealed;
     env.sealed_contact.len = contact_len + SB_SEAL_BOX_OVERHEAD;
     env.button_payload = s_or_empty(it->button_payload);
@@ -177,7 +226,7 @@ sb_result_t sb_ingress_build(const sb_ingress_keys_t *keys, const char *channel,
         att.media_ref = s_or_empty(it->media.ref);
         att.sha256 = s_or_empty(it->media.sha256);
         att.size = it->media.size;
-        att.caption = s_or_empty(red_caption.text);
+        att.caption = s_or_empty(name_caption ? name_caption : red_caption.text);
         env.attachments = atts;
         env.n_attachments = 1;
     }

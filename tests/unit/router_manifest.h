@@ -294,12 +294,14 @@ static void fx_check_envelope(const char *label, const fx_keys_t *k, const char 
         char *text = sb_xstrdup(env->text);
         for (size_t i = 0; i < contact->n_redactions; i++) {
             const char *ph = contact->redactions[i]->placeholder;
-            char *at = strstr(text, ph);
-            if (!at) fail_msg("%s: placeholder %s not in text", label, ph);
-            char *t2 = sb_xasprintf("%.*s%s%s", (int)(at - text), text,
-                                    contact->redactions[i]->original, at + strlen(ph));
-            free(text);
-            text = t2;
+            if (!strstr(text, ph)) fail_msg("%s: placeholder %s not in text", label, ph);
+            char *at;
+            while ((at = strstr(text, ph)) != NULL) {
+                char *t2 = sb_xasprintf("%.*s%s%s", (int)(at - text), text,
+                                        contact->redactions[i]->original, at + strlen(ph));
+                free(text);
+                text = t2;
+            }
         }
         fx_eq(label, "text (restored)", want_text, text);
         free(text);
