@@ -322,6 +322,11 @@ static void test_pull_ack_nak_term(void **state)
 
     sb_bus_pull_destroy(pull);
 
+    /* A copy of the service started with other limits binds to the existing durable. */
+    assert_int_equal(sb_bus_pull_create(h->bus, SB_STREAM_NLU, "worker", "sb.nlu.>", &again),
+                     SB_OK);
+    sb_bus_pull_destroy(again);
+
     /* A durable on a stream that does not exist. */
     assert_int_equal(sb_bus_pull_create(bus, "NO_SUCH_STREAM", "worker", NULL, &pull),
                      SB_E_NOT_FOUND);
