@@ -44,6 +44,7 @@ typedef struct console {
     pthread_cond_t changed;
     sb_tickets_t tickets;
     atomic_bool stop;
+    bool caught_up; /* a fetch came back empty: the backlog has been shown */
     bool full_warned;
 } console_t;
 
@@ -128,6 +129,12 @@ static void *consume(void *arg)
             nanosleep(&ts, NULL);
         } else {
             failures = 0;
+            if (handled == 0) {
+                pthread_mutex_lock(&c->lock);
+                c->caught_up = true;
+                pthread_cond_broadcast(&c->changed);
+                pthread_mutex_unlock(&c->lock);
+            }
         }
     }
     return NULL;
@@ -419,13 +426,15 @@ static bool pick_agent(const char *flag, char out[SB_CONSOLE_MAX_NAME + 1])
     return true;
 }
 
-/* Waits until n tickets are listed or timeout_s passed. */
+/* Waits until n tickets are listed and what was already queued has been shown (so that a
+ * script's commands see whole tickets), or timeout_s passed. */
 static bool wait_for_tickets(console_t *c, long n, long timeout_s)
 {
     uint64_t deadline = sb_mono_ns() + (uint64_t)timeout_s * 1000000000ull;
     bool ok;
     pthread_mutex_lock(&c->lock);
-    while ((long)c->tickets.n < n && sb_mono_ns() < deadline && !sb_service_stopping()) {
+    while (((long)c->tickets.n < n || !c->caught_up) && sb_mono_ns() < deadline &&
+           !sb_service_stopping()) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_nsec += POLL_MS * 1000000L;
@@ -474,7 +483,7 @@ int sb_console_main(int argc, char **argv)
     static console_t con; /* one console per process */
     console_t *c = &con;
     options_t o = {.wait = 0, .timeout_s = DEFAULT_TIMEOUT_S};
-    char **rest = sb_xcalloc((size_t)argc + 2, sizeof *rest);
+    char **rest = sb_xcalloc((size_t)argc + 4, sizeof *rest);
     char durable[320], filter[320]; /* roomy: gcc cannot see the names are bounded */
     bool log_level_given = false;
     int nrest = 0, status = 1;
@@ -500,12 +509,15 @@ int sb_console_main(int argc, char **argv)
     }
     snprintf(c->team, sizeof c->team, "%s", o.team);
 
+    /* The terminal is the agent's: only warnings and errors on stderr unless asked. */
+    if (!log_level_given) {
+        rest[nrest++] = "--log-level";
+        rest[nrest++] = "warn";
+        rest[nrest] = NULL;
+    }
     rc = sb_service_init(&c->svc, "console", nrest, rest, NULL, usage_text);
     free(rest);
     if (rc != 0) return rc < 0 ? 0 : rc;
-    /* The terminal is the agent's: only warnings and errors on stderr unless asked. */
-    if (!log_level_given && sb_log_level_parse(c->svc.cfg.log_level) < SB_LOG_WARN)
-        sb_log_init("console", SB_LOG_WARN);
 
     pthread_mutex_init(&c->lock, NULL);
     pthread_cond_init(&c->changed, NULL);
