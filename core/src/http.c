@@ -639,6 +639,8 @@ static int on_message_complete(http_parser *p)
 
 static void init_settings(void)
 {
+    /* Once per process, before the pool's first use (uv_queue_work creates it lazily). */
+    if (getenv("UV_THREADPOOL_SIZE") == NULL) setenv("UV_THREADPOOL_SIZE", "16", 0);
     http_parser_settings_init(&parser_settings);
     parser_settings.on_message_begin = on_message_begin;
     parser_settings.on_url = on_url;
@@ -964,8 +966,6 @@ sb_result_t sb_http_server_create(sb_http_server_t **out, const char *listen,
 {
     if (out == NULL) return SB_E_INVALID;
     pthread_once(&settings_once, init_settings);
-    /* Before the pool's first use (it is created lazily by uv_queue_work). */
-    setenv("UV_THREADPOOL_SIZE", "16", 0);
 
     sb_http_server_t *srv = sb_xcalloc(1, sizeof *srv);
     srv->limits = (sb_http_limits_t){
