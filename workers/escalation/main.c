@@ -23,7 +23,7 @@
 #include "vault.h"
 
 #define MOD "escalation"
-#define FETCH_TIMEOUT_MS 150
+#define FETCH_TIMEOUT_MS 100
 #define RETRY_MS 500
 #define SWEEP_INTERVAL_MS 60000
 #define SWEEP_BATCH 1000
