@@ -1,0 +1,355 @@
+/* Unit tests for the classifier's model and training data (workers/classifier/model.c,
+ * dataset.c): TSV and YAML (Rasa-like) loading with errors that name file:line, bounds on
+ * lines and names, deterministic training (same seed → identical bytes), save/load round trip
+ * with identical predictions, corrupted or truncated model files rejected, the rejection
+ * threshold chosen from validation + out-of-scope validation, and calibration. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "nlu.h"
+#include "sb/util.h"
+
+static char tmpdir[256];
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/sbnlu-model-XXXXXX");
+    return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static const char *write_file(const char *name, const char *content)
+{
+    static char path[512];
+    snprintf(path, sizeof path, "%s/%s", tmpdir, name);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(content, 1, strlen(content), f), strlen(content));
+    assert_int_equal(fclose(f), 0);
+    return path;
+}
+
+static const char *small_tsv = "# a comment\n"
+                               "hi there\tgreeting\n"
+                               "hello\tgreeting\n"
+                               "good morning\tgreeting\n"
+                               "hey\tgreeting\r\n"
+                               "\n"
+                               "where is my order\torder_status\n"
+                               "my package has not arrived\torder_status\n"
+                               "track my parcel\torder_status\n"
+                               "status of my order please\torder_status\n"
+                               "when are you open\topening_hours\n"
+                               "what are your opening hours\topening_hours\n"
+                               "are you open on sunday\topening_hours\n"
+                               "what time do you close\topening_hours\n";
+
+static void load_small(sb_nlu_dataset_t *ds)
+{
+    char err[256];
+    memset(ds, 0, sizeof *ds);
+    const char *p = write_file("small.tsv", small_tsv);
+    assert_int_equal(sb_nlu_dataset_load(ds, p, err, sizeof err), SB_OK);
+}
+
+static void test_tsv(void **state)
+{
+    (void)state;
+    sb_nlu_dataset_t ds;
+    load_small(&ds);
+    assert_int_equal(ds.n, 12);
+    assert_int_equal(ds.nlabels, 3);
+    assert_string_equal(ds.labels[0], "greeting");
+    assert_string_equal(ds.ex[3].text, "hey"); /* CR stripped */
+    assert_string_equal(ds.labels[ds.ex[3].label], "greeting");
+    assert_int_equal(sb_nlu_dataset_label(&ds, "opening_hours"), 2);
+    assert_int_equal(sb_nlu_dataset_label(&ds, "nope"), -1);
+    sb_nlu_dataset_free(&ds);
+
+    char err[256];
+    memset(&ds, 0, sizeof ds);
+    const char *p = write_file("bad1.tsv", "hi\tgreeting\nno tab here\n");
+    assert_int_equal(sb_nlu_dataset_load(&ds, p, err, sizeof err), SB_E_INVALID);
+    assert_non_null(strstr(err, "bad1.tsv:2:"));
+    sb_nlu_dataset_free(&ds);
+    p = write_file("bad2.tsv", "hi\tgreeting\nhello\tbad intent!\n");
+    assert_int_equal(sb_nlu_dataset_load(&ds, p, err, sizeof err), SB_E_INVALID);
+    assert_non_null(strstr(err, "bad2.tsv:2:"));
+    sb_nlu_dataset_free(&ds);
+    p = write_file("bad3.tsv", "\tgreeting\n");
+    assert_int_equal(sb_nlu_dataset_load(&ds, p, err, sizeof err), SB_E_INVALID);
+    assert_non_null(strstr(err, "bad3.tsv:1:"));
+    sb_nlu_dataset_free(&ds);
+    /* a line beyond the bound */
+    char *big = malloc(SB_NLU_MAX_LINE + 64);
+    memset(big, 'a', SB_NLU_MAX_LINE + 10);
+    strcpy(big + SB_NLU_MAX_LINE + 10, "\tgreeting\n");
+    p = write_file("bad4.tsv", big);
+    free(big);
+    assert_int_equal(sb_nlu_dataset_load(&ds, p, err, sizeof err), SB_E_TOO_LARGE);
+    assert_non_null(strstr(err, "bad4.tsv:1:"));
+    sb_nlu_dataset_free(&ds);
+    /* missing file */
+    assert_int_not_equal(sb_nlu_dataset_load(&ds, "/nonexistent/x.tsv", err, sizeof err), SB_OK);
+    assert_non_null(strstr(err, "/nonexistent/x.tsv"));
+    /* binary content */
+    p = write_file("bin.tsv", "a\tb\n");
+    FILE *f = fopen(p, "wb");
+    fwrite("a\0b\tc\n", 1, 6, f);
+    fclose(f);
+    assert_int_equal(sb_nlu_dataset_load(&ds, p, err, sizeof err), SB_E_INVALID);
+    sb_nlu_dataset_free(&ds);
+}
+
+static void test_yaml(void **state)
+{
+    (void)state;
+    char err[256];
+    sb_nlu_dataset_t ds = {0};
+    const char *p = write_file("nlu.yml", "version: \"3.1\"\n"
+                                          "nlu:\n"
+                                          "- intent: greet\n"
+                                          "  examples: |\n"
+                                          "    - hi\n"
+                                          "    - hello there\n"
+                                          "\n"
+                                          "    - good morning\n"
+                                          "- synonym: nyc\n"
+                                          "  examples: |\n"
+                                          "    - new york\n"
+                                          "- intent: order_status\n"
+                                          "  examples: |\n"
+                                          "    - where is my order to [Amsterdam](city)\n"
+                                          "    - track order [12345]{\"entity\": \"id\"}\n");
+    assert_int_equal(sb_nlu_dataset_load(&ds, p, err, sizeof err), SB_OK);
+    assert_int_equal(ds.n, 5);
+    assert_int_equal(ds.nlabels, 2);
+    assert_string_equal(ds.ex[1].text, "hello there");
+    assert_string_equal(ds.ex[3].text, "where is my order to Amsterdam");
+    assert_string_equal(ds.ex[4].text, "track order 12345");
+    assert_string_equal(ds.labels[ds.ex[4].label], "order_status");
+    sb_nlu_dataset_free(&ds);
+
+    p = write_file("bad.yml", "nlu:\n- intent: greet\n  examples: |\n    hi without dash\n");
+    assert_int_equal(sb_nlu_dataset_load(&ds, p, err, sizeof err), SB_E_INVALID);
+    assert_non_null(strstr(err, "bad.yml"));
+    assert_non_null(strstr(err, "greet"));
+    sb_nlu_dataset_free(&ds);
+    p = write_file("bad2.yml", "nlu: [unclosed\n");
+    assert_int_equal(sb_nlu_dataset_load(&ds, p, err, sizeof err), SB_E_INVALID);
+    assert_non_null(strstr(err, "bad2.yml"));
+    sb_nlu_dataset_free(&ds);
+    p = write_file("bad3.yaml", "nlu:\n- intent: \"not valid!\"\n  examples: |\n    - x\n");
+    assert_int_equal(sb_nlu_dataset_load(&ds, p, err, sizeof err), SB_E_INVALID);
+    assert_non_null(strstr(err, "bad3.yaml:2:"));
+    sb_nlu_dataset_free(&ds);
+}
+
+static sb_nlu_model_t *train_small(uint64_t seed, bool quantize)
+{
+    sb_nlu_dataset_t ds;
+    load_small(&ds);
+    sb_nlu_train_opts_t o;
+    sb_nlu_train_opts_default(&o);
+    o.seed = seed;
+    o.quantize = quantize;
+    sb_nlu_model_t *m = NULL;
+    char err[256];
+    assert_int_equal(sb_nlu_train(&m, &ds, &o, NULL, err, sizeof err), SB_OK);
+    sb_nlu_dataset_free(&ds);
+    return m;
+}
+
+static void test_determinism(void **state)
+{
+    (void)state;
+    for (int q = 0; q < 2; q++) {
+        sb_nlu_model_t *a = train_small(7, q), *b = train_small(7, q), *c = train_small(8, q);
+        uint8_t *ba, *bb, *bc;
+        size_t la, lb, lc;
+        sb_nlu_model_serialize(a, &ba, &la);
+        sb_nlu_model_serialize(b, &bb, &lb);
+        sb_nlu_model_serialize(c, &bc, &lc);
+        assert_int_equal(la, lb);
+        assert_memory_equal(ba, bb, la);
+        assert_string_equal(sb_nlu_model_version(a), sb_nlu_model_version(b));
+        /* another seed visits examples in another order: other weights, other version */
+        assert_true(la != lc || memcmp(ba, bc, la) != 0);
+        assert_string_not_equal(sb_nlu_model_version(a), sb_nlu_model_version(c));
+        free(ba);
+        free(bb);
+        free(bc);
+        sb_nlu_model_destroy(a);
+        sb_nlu_model_destroy(b);
+        sb_nlu_model_destroy(c);
+    }
+}
+
+static const char *probes[] = {"hello!",
+                               "where's my order?",
+                               "open on sunday?",
+                               "track my order",
+                               "hey good morning",
+                               "what time do you open",
+                               "completely unrelated words",
+                               ""};
+
+static void test_round_trip(void **state)
+{
+    (void)state;
+    for (int q = 0; q < 2; q++) {
+        sb_nlu_model_t *m = train_small(3, q);
+        char path[512], err[256];
+        snprintf(path, sizeof path, "%s/m%d.model", tmpdir, q);
+        assert_int_equal(sb_nlu_model_save(m, path, err, sizeof err), SB_OK);
+        sb_nlu_model_t *l = NULL;
+        assert_int_equal(sb_nlu_model_load(&l, path, err, sizeof err), SB_OK);
+        assert_string_equal(sb_nlu_model_version(l), sb_nlu_model_version(m));
+        assert_int_equal(sb_nlu_model_nlabels(l), 3);
+        assert_int_equal(sb_nlu_model_rows(l), sb_nlu_model_rows(m));
+        sb_nlu_work_t *w = sb_nlu_work_create();
+        for (size_t i = 0; i < sizeof probes / sizeof probes[0]; i++) {
+            sb_nlu_prediction_t pm, pl;
+            sb_nlu_model_predict(m, w, probes[i], strlen(probes[i]), NULL, &pm);
+            sb_nlu_model_predict(l, w, probes[i], strlen(probes[i]), NULL, &pl);
+            assert_int_equal(pm.label, pl.label);
+            assert_true(pm.confidence == pl.confidence);
+            assert_true(pm.margin == pl.margin);
+            assert_int_equal(pm.ntop, 3);
+            assert_string_equal(pm.top[0].intent, pl.top[0].intent);
+            assert_true(pm.top[0].confidence >= pm.top[1].confidence);
+            assert_true(pm.margin >= 0 && pm.margin <= 1);
+        }
+        sb_nlu_prediction_t p;
+        sb_nlu_model_predict(l, w, "where is my order", 17, NULL, &p);
+        assert_string_equal(p.top[0].intent, "order_status");
+        sb_nlu_model_predict(l, w, "hello", 5, NULL, &p);
+        assert_string_equal(p.top[0].intent, "greeting");
+        sb_nlu_work_destroy(w);
+        sb_nlu_model_destroy(l);
+        sb_nlu_model_destroy(m);
+    }
+}
+
+static void test_corrupt(void **state)
+{
+    (void)state;
+    sb_nlu_model_t *m = train_small(3, true), *l = NULL;
+    uint8_t *b;
+    size_t n;
+    char err[256];
+    sb_nlu_model_serialize(m, &b, &n);
+    assert_int_equal(sb_nlu_model_parse(&l, b, n, err, sizeof err), SB_OK);
+    sb_nlu_model_destroy(l);
+    l = NULL;
+    /* every single flipped byte is caught (checksum or header checks) */
+    for (size_t i = 0; i < n; i += n / 97 + 1) {
+        b[i] ^= 0x40;
+        assert_int_equal(sb_nlu_model_parse(&l, b, n, err, sizeof err), SB_E_INVALID);
+        assert_null(l);
+        b[i] ^= 0x40;
+    }
+    /* every truncation is rejected */
+    for (size_t k = 0; k < n; k += n / 53 + 1) {
+        assert_int_equal(sb_nlu_model_parse(&l, b, k, err, sizeof err), SB_E_INVALID);
+        assert_null(l);
+    }
+    /* garbage and an empty file */
+    assert_int_equal(
+        sb_nlu_model_parse(&l, (const uint8_t *)"hello world, not a model", 24, err, sizeof err),
+        SB_E_INVALID);
+    assert_non_null(strstr(err, "magic"));
+    const char *p = write_file("empty.model", "");
+    assert_int_not_equal(sb_nlu_model_load(&l, p, err, sizeof err), SB_OK);
+    assert_non_null(strstr(err, "empty.model"));
+    free(b);
+    sb_nlu_model_destroy(m);
+}
+
+static void test_threshold_and_calibration(void **state)
+{
+    (void)state;
+    sb_nlu_dataset_t ds, val = {0}, oos = {0};
+    load_small(&ds);
+    char err[256];
+    const char *vp = write_file("val.tsv", "hello there\tgreeting\n"
+                                           "hi!\tgreeting\n"
+                                           "where is my package\torder_status\n"
+                                           "track order\torder_status\n"
+                                           "when do you open\topening_hours\n"
+                                           "opening hours sunday\topening_hours\n"
+                                           "a label the model never saw\tother_intent\n");
+    assert_int_equal(sb_nlu_dataset_load(&val, vp, err, sizeof err), SB_OK);
+    const char *op = write_file("oos.tsv", "what is the capital of peru\toos\n"
+                                           "play some jazz music\toos\n"
+                                           "how tall is mount everest\toos\n"
+                                           "tell me a joke\toos\n");
+    assert_int_equal(sb_nlu_dataset_load(&oos, op, err, sizeof err), SB_OK);
+    sb_nlu_train_opts_t o;
+    sb_nlu_train_opts_default(&o);
+    o.val = &val;
+    o.oos_val = &oos;
+    sb_nlu_train_report_t rep;
+    sb_nlu_model_t *m = NULL;
+    assert_int_equal(sb_nlu_train(&m, &ds, &o, &rep, err, sizeof err), SB_OK);
+    assert_true(rep.val_accuracy > 0.8f);
+    assert_true(rep.temperature > 0.0f);
+    assert_true(rep.threshold > 0.0f && rep.threshold < 1.0f);
+    assert_true(sb_nlu_model_threshold(m) == rep.threshold);
+    assert_true(rep.val_objective >= 0.75f);
+    /* the threshold separates: in-scope validation accepted more often than out-of-scope */
+    sb_nlu_work_t *w = sb_nlu_work_create();
+    int acc_in = 0, acc_oos = 0;
+    for (size_t i = 0; i < 6; i++) {
+        sb_nlu_prediction_t p;
+        sb_nlu_model_predict(m, w, val.ex[i].text, strlen(val.ex[i].text), NULL, &p);
+        acc_in += p.confidence >= rep.threshold;
+    }
+    for (size_t i = 0; i < oos.n; i++) {
+        sb_nlu_prediction_t p;
+        sb_nlu_model_predict(m, w, oos.ex[i].text, strlen(oos.ex[i].text), NULL, &p);
+        acc_oos += p.confidence >= rep.threshold;
+    }
+    assert_true((double)acc_in / 6 > (double)acc_oos / (double)oos.n);
+    sb_nlu_work_destroy(w);
+    sb_nlu_model_destroy(m);
+    /* without out-of-scope data the given threshold is stored */
+    o.oos_val = NULL;
+    o.threshold = 0.25f;
+    assert_int_equal(sb_nlu_train(&m, &ds, &o, &rep, err, sizeof err), SB_OK);
+    assert_true(sb_nlu_model_threshold(m) == 0.25f);
+    assert_true(rep.val_objective < 0);
+    sb_nlu_model_destroy(m);
+    /* nothing to train on */
+    sb_nlu_dataset_t empty = {0};
+    assert_int_equal(sb_nlu_train(&m, &empty, &o, &rep, err, sizeof err), SB_E_INVALID);
+    sb_nlu_dataset_free(&ds);
+    sb_nlu_dataset_free(&val);
+    sb_nlu_dataset_free(&oos);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_tsv),         cmocka_unit_test(test_yaml),
+        cmocka_unit_test(test_determinism), cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_corrupt),     cmocka_unit_test(test_threshold_and_calibration),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

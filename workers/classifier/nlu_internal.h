@@ -1,0 +1,62 @@
+/* Internals shared by the files of sbnlu (not part of its contract): the work area layout,
+ * the language table and small helpers. */
+#ifndef SB_NLU_INTERNAL_H
+#define SB_NLU_INTERNAL_H
+
+#include <stdarg.h>
+
+#include "nlu.h"
+
+/* The languages Switchboard identifies, in a fixed order (index = language id). */
+enum { NLU_LANG_EN, NLU_LANG_NL, NLU_LANG_FR, NLU_LANG_DE, NLU_LANG_ES, NLU_NLANGS };
+extern const char *const nlu_lang_codes[NLU_NLANGS];
+/* Index of an ISO 639-1 code (also accepts "en-GB", "fr_BE"), or -1. */
+int nlu_lang_index(const char *code);
+
+struct sb_stemmer;
+
+struct sb_nlu_work {
+    char *raw; /* sanitized copy of the input (valid UTF-8) */
+    size_t raw_cap;
+    int32_t *cps; /* utf8proc code point buffer */
+    size_t cps_cap;
+    char *norm; /* normalized text, NUL-terminated */
+    size_t norm_len, norm_cap;
+    sb_nlu_token_t *toks;
+    size_t ntoks, toks_cap;
+    uint32_t *fids; /* features */
+    float *fvals;
+    size_t nf, fcap;
+    float *scores; /* per-label scratch for prediction */
+    size_t scores_cap;
+    void *textcat_fp; /* libexttextcat fingerprint of the text (langid.c) */
+    struct sb_stemmer *stemmers[NLU_NLANGS];
+    bool stemmer_tried[NLU_NLANGS];
+};
+
+/* Ensures w->scores holds n floats and returns it. */
+float *nlu_work_scores(sb_nlu_work_t *w, size_t n);
+/* Frees the language-id scratch of w (langid.c). */
+void nlu_langid_work_free(sb_nlu_work_t *w);
+
+/* snprintf into err when err is non-NULL. */
+void nlu_errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Murmur3 finalizer: spreads FNV's bits before masking to a bucket. */
+static inline uint32_t nlu_mix32(uint32_t h)
+{
+    h ^= h >> 16;
+    h *= 0x85ebca6bu;
+    h ^= h >> 13;
+    h *= 0xc2b2ae35u;
+    h ^= h >> 16;
+    return h;
+}
+
+/* True when token t equals the NUL-terminated string s. */
+bool nlu_tok_is(const sb_nlu_token_t *t, const char *s);
+
+/* Softmax of n logits divided by temperature, in place. */
+void nlu_softmax(float *z, size_t n, float temperature);
+
+#endif
