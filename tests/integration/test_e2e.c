@@ -36,7 +36,7 @@ typedef struct e2e {
     sb_harness_t h;
     sb_sink_t *sink;
     int sink_port;
-    char secret[64]; /* whsec_... */
+    char secret[80]; /* whsec_... */
     uint8_t key[32];
     sb_http_client_t *client;
     int seq;
