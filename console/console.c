@@ -495,19 +495,6 @@ int sb_console_main(int argc, char **argv)
         free(rest);
         return rc < 0 ? 0 : rc;
     }
-    if (!o.team || !sb_console_is_name(o.team)) {
-        fprintf(stderr, "console: --team NAME is required (letters, digits, '_' or '-')\n%s",
-                usage_text);
-        free(rest);
-        return 2;
-    }
-    if (!pick_agent(o.agent, c->agent)) {
-        fprintf(stderr, "console: --agent must be 1-%d letters, digits, '_' or '-'\n",
-                SB_CONSOLE_MAX_NAME);
-        free(rest);
-        return 2;
-    }
-    snprintf(c->team, sizeof c->team, "%s", o.team);
 
     /* The terminal is the agent's: only warnings and errors on stderr unless asked. */
     if (!log_level_given) {
@@ -518,6 +505,19 @@ int sb_console_main(int argc, char **argv)
     rc = sb_service_init(&c->svc, "console", nrest, rest, NULL, usage_text);
     free(rest);
     if (rc != 0) return rc < 0 ? 0 : rc;
+    if (!o.team || !sb_console_is_name(o.team)) {
+        fprintf(stderr, "console: --team NAME is required (letters, digits, '_' or '-')\n%s",
+                usage_text);
+        sb_service_close(&c->svc);
+        return 2;
+    }
+    if (!pick_agent(o.agent, c->agent)) {
+        fprintf(stderr, "console: --agent must be 1-%d letters, digits, '_' or '-'\n",
+                SB_CONSOLE_MAX_NAME);
+        sb_service_close(&c->svc);
+        return 2;
+    }
+    snprintf(c->team, sizeof c->team, "%s", o.team);
 
     pthread_mutex_init(&c->lock, NULL);
     pthread_cond_init(&c->changed, NULL);
