@@ -182,7 +182,7 @@ static sb_result_t on_outbound(void *ctx, const sb_bus_msg_t *msg)
                 "send will be retried channel=%s message_id=%s status=%ld attempt=%llu "
                 "error=\"%s\"",
                 o->channel, o->message_id, status, (unsigned long long)msg->num_delivered,
-                sb_result_str(sent));
+                sent == SB_OK ? "-" : sb_result_str(sent));
         rc = SB_E_UNAVAILABLE;
         goto out;
     }
