@@ -102,6 +102,12 @@ static void *worker_main(void *arg)
     uint64_t next_sweep = 0;
 
     while (!sb_service_stopping()) {
+        /* retention runs whether NATS is up or not */
+        uint64_t now = sb_mono_ns() / 1000000u;
+        if (now >= next_sweep) {
+            sweep(a);
+            next_sweep = now + SWEEP_INTERVAL_MS;
+        }
         if (!nlu || !agent) {
             sb_result_t r = SB_OK;
             if (!sb_bus_is_connected(a->svc.bus)) {
@@ -128,12 +134,6 @@ static void *worker_main(void *arg)
         bool up = r1 == SB_OK && r2 == SB_OK;
         atomic_store(&a->ready, up && sb_bus_is_connected(a->svc.bus));
         if (!up) sleep_ms(RETRY_MS / 2);
-
-        uint64_t now = sb_mono_ns() / 1000000u;
-        if (now >= next_sweep) {
-            sweep(a);
-            next_sweep = now + SWEEP_INTERVAL_MS;
-        }
     }
     atomic_store(&a->ready, false);
     sb_bus_pull_destroy(nlu);
