@@ -12,11 +12,11 @@
 
 #include "result.h"
 
-#define SB_SEAL_KEY_BYTES 32        /* symmetric keys, X25519 keys */
-#define SB_SEAL_BOX_OVERHEAD 48     /* crypto_box_SEALBYTES */
-#define SB_SEAL_AEAD_OVERHEAD 45    /* version(1) key_id(4) nonce(24) tag(16) */
+#define SB_SEAL_KEY_BYTES 32     /* symmetric keys, X25519 keys */
+#define SB_SEAL_BOX_OVERHEAD 48  /* crypto_box_SEALBYTES */
+#define SB_SEAL_AEAD_OVERHEAD 45 /* version(1) key_id(4) nonce(24) tag(16) */
 #define SB_SEAL_WRAPPED_KEY_BYTES (SB_SEAL_KEY_BYTES + SB_SEAL_AEAD_OVERHEAD)
-#define SB_SEAL_HASH_HEX 33         /* 16-byte keyed hash as hex + NUL */
+#define SB_SEAL_HASH_HEX 33 /* 16-byte keyed hash as hex + NUL */
 
 /* Initialises libsodium. Call once at start-up before anything else here; idempotent. */
 SB_MUST_CHECK sb_result_t sb_seal_init(void);
@@ -42,9 +42,9 @@ SB_MUST_CHECK sb_result_t sb_seal_box_open(uint8_t *out, const uint8_t *c, size_
 /* Encrypts m with key under additional data ad (not stored: recomputed at read time).
  * out must hold mlen + SB_SEAL_AEAD_OVERHEAD bytes; format
  * version(1)=1 | key_id(4, big-endian) | nonce(24) | ciphertext | tag(16). */
-SB_MUST_CHECK sb_result_t sb_seal_encrypt(uint8_t *out, const void *m, size_t mlen,
-                                          const void *ad, size_t adlen,
-                                          const uint8_t key[SB_SEAL_KEY_BYTES], uint32_t key_id);
+SB_MUST_CHECK sb_result_t sb_seal_encrypt(uint8_t *out, const void *m, size_t mlen, const void *ad,
+                                          size_t adlen, const uint8_t key[SB_SEAL_KEY_BYTES],
+                                          uint32_t key_id);
 /* Decrypts what sb_seal_encrypt wrote; out holds clen - SB_SEAL_AEAD_OVERHEAD bytes.
  * SB_E_CRYPTO on any tampering or wrong ad/key; nothing is written to out then. */
 SB_MUST_CHECK sb_result_t sb_seal_decrypt(uint8_t *out, const uint8_t *c, size_t clen,
@@ -60,15 +60,15 @@ void sb_seal_keygen(uint8_t key[SB_SEAL_KEY_BYTES]);
 SB_MUST_CHECK sb_result_t sb_seal_wrap_key(uint8_t out[SB_SEAL_WRAPPED_KEY_BYTES],
                                            const uint8_t dek[SB_SEAL_KEY_BYTES],
                                            const char *subject,
-                                           const uint8_t kek[SB_SEAL_KEY_BYTES],
-                                           uint32_t kek_id);
+                                           const uint8_t kek[SB_SEAL_KEY_BYTES], uint32_t kek_id);
 SB_MUST_CHECK sb_result_t sb_seal_unwrap_key(uint8_t dek[SB_SEAL_KEY_BYTES],
                                              const uint8_t wrapped[SB_SEAL_WRAPPED_KEY_BYTES],
                                              const char *subject,
                                              const uint8_t kek[SB_SEAL_KEY_BYTES]);
 
-/* Keyed BLAKE2b: out (outlen 16..64) = H_key(parts...). Parts are length-prefixed so that
- * ("ab","c") and ("a","bc") differ. */
+/* Keyed BLAKE2b: out (outlen 16..64) = H_key(parts...). Parts are length-prefixed (8-byte
+ * little-endian length before each) so that ("ab","c") and ("a","bc") differ. A NULL part
+ * hashes like "". Any thread. */
 void sb_seal_keyed_hash(uint8_t *out, size_t outlen, const uint8_t key[SB_SEAL_KEY_BYTES],
                         const char *const *parts, size_t nparts);
 /* The 16-byte keyed hash of parts as 32 lowercase hex chars + NUL. */
@@ -83,7 +83,9 @@ typedef struct sb_seal_part {
 void sb_seal_hmac_sha256(uint8_t out[32], const void *key, size_t keylen,
                          const sb_seal_part_t *parts, size_t nparts);
 
-/* Decoders: write at most outmax bytes, *outlen the number written. SB_E_INVALID on bad input.
+/* Decoders: write at most outmax bytes, *outlen the number written. SB_E_INVALID on bad input
+ * (any character outside the alphabet, trailing garbage, odd hex length, missing padding, or
+ * output larger than outmax); *outlen is then untouched and out's contents are unspecified.
  * Hex is case-insensitive. base64 is the original variant with padding. */
 SB_MUST_CHECK sb_result_t sb_seal_hex_decode(uint8_t *out, size_t outmax, size_t *outlen,
                                              const char *hex, size_t hexlen);
@@ -95,7 +97,6 @@ void sb_seal_base64_encode(char *out, const void *in, size_t n);
 void sb_seal_hex_encode(char *out, const void *in, size_t n);
 
 /* Decodes a base64 config key of exactly SB_SEAL_KEY_BYTES; SB_E_CONFIG otherwise. */
-SB_MUST_CHECK sb_result_t sb_seal_key_from_base64(uint8_t key[SB_SEAL_KEY_BYTES],
-                                                  const char *b64);
+SB_MUST_CHECK sb_result_t sb_seal_key_from_base64(uint8_t key[SB_SEAL_KEY_BYTES], const char *b64);
 
 #endif
