@@ -14,8 +14,9 @@ typedef struct sb_redaction {
 } sb_redaction_t;
 
 typedef struct sb_redacted {
-    char *text;              /* the redacted text, NUL-terminated */
-    sb_redaction_t *items;   /* in order of appearance */
+    char *text;            /* the redacted text, NUL-terminated */
+    size_t len;            /* bytes in text, without the NUL (text may hold U+0000) */
+    sb_redaction_t *items; /* in order of appearance */
     size_t nitems;
 } sb_redacted_t;
 
