@@ -124,11 +124,16 @@ void sb_buf_appendf(sb_buf_t *b, const char *fmt, ...)
     va_start(ap, fmt);
     va_list ap2;
     va_copy(ap2, ap);
-    int n = vsnprintf(NULL, 0, fmt, ap2);
+    /* Most lines fit a small stack buffer: format once there, again only when longer. */
+    char small[256];
+    int n = vsnprintf(small, sizeof small, fmt, ap2);
     va_end(ap2);
     if (n > 0) {
         buf_reserve(b, (size_t)n);
-        vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+        if ((size_t)n < sizeof small)
+            memcpy(b->data + b->len, small, (size_t)n + 1);
+        else
+            vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
         b->len += (size_t)n;
     } else {
         buf_reserve(b, 0);
