@@ -270,9 +270,12 @@ out:
         sb_seal_wipe(contact_bytes, contact_len);
         free(contact_bytes);
     }
+    /* The strings belong to the sb_redacted_t (or to the item, for the name). */
     for (size_t i = 0; i < nred; i++)
-        free(redactions[i]); /* strings belong to the sb_redacted_t */
+        free(redactions[i]);
     free(redactions);
+    free(name_text);
+    free(name_caption);
     sb_redacted_free(&red_text);
     sb_redacted_free(&red_caption);
     return rc;
@@ -338,13 +341,14 @@ static void finish(route_t *r, sb_http_request_t *req, uint64_t t0, int status, 
         snprintf(body, sizeof body, "{\"ok\":true}");
     else
         snprintf(body, sizeof body, "{\"error\":\"%s\"}", reason ? reason : "error");
+    size_t bytes = req->body_len; /* req is gone once answered */
     sb_http_respond_json(req, status, body);
     sb_metric_inc(r->outcomes[oc]);
     sb_metric_observe(r->seconds, (double)(sb_mono_ns() - t0) / 1e9);
     sb_log(status >= 500 || oc == OUT_QUARANTINED ? SB_LOG_WARN : SB_LOG_INFO, MOD,
            "webhook channel=%s outcome=%s status=%d items=%zu bytes=%zu message_id=%s "
            "reason=\"%s\"",
-           r->ch->ops->name, outcome_names[oc], status, nitems, req->body_len,
+           r->ch->ops->name, outcome_names[oc], status, nitems, bytes,
            msg_id && *msg_id ? msg_id : "-", reason ? reason : "");
 }
 

@@ -392,6 +392,7 @@ static void check_item(rt_t *t, const char *label, const char *channel, const cJ
     }
 
     /* No PII outside sealed_contact. */
+    ProtobufCBinaryData sealed = env->sealed_contact;
     env->sealed_contact.data = NULL;
     env->sealed_contact.len = 0;
     uint8_t *bare = NULL;
@@ -421,6 +422,7 @@ static void check_item(rt_t *t, const char *label, const char *channel, const cJ
             fail_msg("%s: \"%s\" in the Envelope outside sealed_contact", label, p->valuestring);
     }
     free(bare);
+    env->sealed_contact = sealed; /* freed with the message */
     SB_CODEC_FREE(c);
     SB_CODEC_FREE(env);
 }

@@ -307,6 +307,7 @@ static void fx_check_envelope(const char *label, const fx_keys_t *k, const char 
         free(text);
     }
     /* No PII outside the sealed part. */
+    ProtobufCBinaryData sealed = env->sealed_contact;
     env->sealed_contact.data = NULL;
     env->sealed_contact.len = 0;
     uint8_t *bare = NULL;
@@ -324,6 +325,7 @@ static void fx_check_envelope(const char *label, const fx_keys_t *k, const char 
             fail_msg("%s: \"%s\" on the bus in the clear", label, p->valuestring);
     }
     free(bare);
+    env->sealed_contact = sealed; /* freed with the message */
     SB_CODEC_FREE(contact);
     free(plain);
     SB_CODEC_FREE(env);
