@@ -123,6 +123,7 @@ int main(int argc, char **argv)
     for (size_t i = 0; sb_channel_table[i]; i++) {
         const sb_channel_ops_t *ops = sb_channel_table[i];
         if (!ops->enabled(cfg)) continue;
+        SB_REQUIRE(r.nchannels < sizeof r.channels / sizeof r.channels[0]);
         if (sb_config_require(cfg, ops->required_keys, err, sizeof err) != SB_OK ||
             sb_channel_create(ops, cfg, &r.channels[r.nchannels], err, sizeof err) != SB_OK) {
             fprintf(stderr, "switchboard-router: %s\n", err);
