@@ -13,12 +13,8 @@
 #include "sb/util.h"
 
 /* First 8 characters of a hash id: enough to follow a conversation by eye. */
-static const char *short_id(const char *id)
-{
-    static _Thread_local char buf[9];
-    snprintf(buf, sizeof buf, "%s", id ? id : "");
-    return buf;
-}
+#define short_id(id) 8, ((id) ? (id) : "")
+
 
 /* Prints text on one line, truncated, with control characters replaced. */
 static void put_text(sb_buf_t *b, const char *text)
@@ -37,7 +33,7 @@ static void describe(sb_buf_t *b, const char *subject, const void *data, size_t 
     if (strncmp(subject, "sb.in.", 6) == 0) {
         sb_envelope_t *e = NULL;
         if (SB_CODEC_UNPACK(switchboard__v1__envelope__descriptor, data, len, &e) != SB_OK) goto bad;
-        sb_buf_appendf(b, "envelope kind=%d conv=%s msg=%s text=", e->kind,
+        sb_buf_appendf(b, "envelope kind=%d conv=%.*s msg=%.*s text=", e->kind,
                        short_id(e->conversation_id), short_id(e->message_id));
         put_text(b, e->text);
         if (e->button_payload && *e->button_payload)
@@ -48,14 +44,14 @@ static void describe(sb_buf_t *b, const char *subject, const void *data, size_t 
         if (SB_CODEC_UNPACK(switchboard__v1__classification__descriptor, data, len, &c) != SB_OK)
             goto bad;
         sb_buf_appendf(b, "classification intent=%s confidence=%.2f lang=%s sentiment=%.2f "
-                          "model=%s conv=%s",
+                          "model=%s conv=%.*s",
                        c->intent, c->confidence, c->language, c->sentiment, c->model_version,
-                       c->envelope ? short_id(c->envelope->conversation_id) : "");
+                       short_id(c->envelope ? c->envelope->conversation_id : NULL));
         SB_CODEC_FREE(c);
     } else if (strncmp(subject, "sb.bot.", 7) == 0) {
         sb_bot_turn_t *t = NULL;
         if (SB_CODEC_UNPACK(switchboard__v1__bot_turn__descriptor, data, len, &t) != SB_OK) goto bad;
-        sb_buf_appendf(b, "bot-turn conv=%s intent=%s first=%d escalated=%d",
+        sb_buf_appendf(b, "bot-turn conv=%.*s intent=%s first=%d escalated=%d",
                        short_id(t->conversation_id),
                        t->classification ? t->classification->intent : "", t->first_bot_message,
                        t->escalated);
@@ -64,7 +60,7 @@ static void describe(sb_buf_t *b, const char *subject, const void *data, size_t 
         sb_escalation_t *e = NULL;
         if (SB_CODEC_UNPACK(switchboard__v1__escalation__descriptor, data, len, &e) != SB_OK)
             goto bad;
-        sb_buf_appendf(b, "escalation state=%s team=%s conv=%s reasons=%zu lines=%zu",
+        sb_buf_appendf(b, "escalation state=%s team=%s conv=%.*s reasons=%zu lines=%zu",
                        e->state, e->team, short_id(e->conversation_id), e->n_reasons,
                        e->n_transcript);
         SB_CODEC_FREE(e);
@@ -72,14 +68,14 @@ static void describe(sb_buf_t *b, const char *subject, const void *data, size_t 
         sb_agent_command_t *a = NULL;
         if (SB_CODEC_UNPACK(switchboard__v1__agent_command__descriptor, data, len, &a) != SB_OK)
             goto bad;
-        sb_buf_appendf(b, "agent-command verb=%d agent=%s conv=%s", a->verb, a->agent_id,
+        sb_buf_appendf(b, "agent-command verb=%d agent=%s conv=%.*s", a->verb, a->agent_id,
                        short_id(a->conversation_id));
         SB_CODEC_FREE(a);
     } else if (strncmp(subject, "sb.out.", 7) == 0) {
         sb_outbound_t *o = NULL;
         if (SB_CODEC_UNPACK(switchboard__v1__outbound__descriptor, data, len, &o) != SB_OK)
             goto bad;
-        sb_buf_appendf(b, "outbound author=%s conv=%s buttons=%zu text=",
+        sb_buf_appendf(b, "outbound author=%s conv=%.*s buttons=%zu text=",
                        o->author == SWITCHBOARD__V1__AUTHOR__AUTHOR_AGENT ? "agent" : "bot",
                        short_id(o->conversation_id), o->n_buttons);
         put_text(b, o->text);
@@ -87,7 +83,7 @@ static void describe(sb_buf_t *b, const char *subject, const void *data, size_t 
     } else if (strncmp(subject, "sb.ev.", 6) == 0) {
         sb_event_t *e = NULL;
         if (SB_CODEC_UNPACK(switchboard__v1__event__descriptor, data, len, &e) != SB_OK) goto bad;
-        sb_buf_appendf(b, "event type=%d conv=%s detail=%s", e->type,
+        sb_buf_appendf(b, "event type=%d conv=%.*s detail=%s", e->type,
                        short_id(e->conversation_id), e->detail);
         SB_CODEC_FREE(e);
     } else {

@@ -311,8 +311,10 @@ int sb_cli_up(int argc, char **argv)
         }
         char port_s[16];
         snprintf(port_s, sizeof port_s, "%d", nats_port);
+        char nats_log[PATH_MAX + 32];
+        snprintf(nats_log, sizeof nats_log, "%s/nats.log", nats_dir);
         char *nargv[] = {(char *)ns, "-a", nats_host, "-p", port_s, "-js", "-sd", nats_dir,
-                         "-n", "switchboard-local", NULL};
+                         "-n", "switchboard-local", "-l", nats_log, NULL};
         nats = spawn(ns, nargv);
         for (int i = 0; i < 100 && !tcp_accepts(nats_host, nats_port); i++) usleep(100 * 1000);
         if (!tcp_accepts(nats_host, nats_port)) {
@@ -321,7 +323,8 @@ int sb_cli_up(int argc, char **argv)
             sb_service_close(&svc);
             return 1;
         }
-        SB_INFO(MOD, "nats-server started url=%s store=%s", nats_url, nats_dir);
+        SB_INFO(MOD, "nats-server started url=%s store=%s log=%s/nats.log", nats_url, nats_dir,
+                nats_dir);
     }
 
     char cfgpath[PATH_MAX] = "";
