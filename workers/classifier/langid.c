@@ -37,7 +37,7 @@ static const char *const lang_words[NLU_NLANGS] = {
     "billing change update open opening hours closed today tomorrow still yet there here "
     "just only also any some all my mine myself help problem issue cancel wrong broken "
     "late never ever again much many more most very really too sorry"
-    " sorry ok okay yeah yep nope cool awesome sure right thing stuff still work works working "
+    " quick question yeah yep nope cool awesome sure right thing stuff still work works working "
     "arrive arrived arriving received receive send sent back money card charged twice payment pay "
     "paid password forgot account login app crash crashing keeps store shop near price cost costs "
     "much size stock available discount code coupon confirmation subscription cancel service worst "
