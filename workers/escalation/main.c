@@ -1,10 +1,10 @@
 /* switchboard-escalation: the worker that owns the conversation store. The main thread runs
  * the core HTTP server (/metrics, /healthz, /readyz on escalation.metrics_listen, or no socket
- * when it is empty) until SIGINT/SIGTERM; one worker thread does everything else, because it is
- * the store's only writer: it binds the durable pull consumers `escalation` (SB_NLU, sb.nlu.>)
- * and `escalation-agent` (SB_AGENT, sb.agent.>), fetches from them in alternation with short
- * timeouts, hands each message to the engine (conversation.c), which publishes its outputs and
- * commits its writes before the bus acks, and runs the retention sweep on a timer. */
+ * when it is empty) until SIGINT/SIGTERM. Two consumer threads bind the durable pull consumers
+ * `escalation` (SB_NLU, sb.nlu.>) and `escalation-agent` (SB_AGENT, sb.agent.>) and hand each
+ * message to the engine (conversation.c) under one mutex, so the store has one writer at a
+ * time; the engine publishes its outputs and commits its writes before the bus acks. The
+ * retention sweep runs on a timer, under the same mutex. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -23,7 +23,7 @@
 #include "vault.h"
 
 #define MOD "escalation"
-#define FETCH_TIMEOUT_MS 100
+#define FETCH_TIMEOUT_MS 1000 /* fetch returns as soon as a message is there */
 #define RETRY_MS 500
 #define SWEEP_INTERVAL_MS 60000
 #define SWEEP_BATCH 1000
@@ -35,7 +35,9 @@ typedef struct app {
     esc_vault_t *vault;
     esc_engine_t *engine;
     sb_http_server_t *http;
-    atomic_bool ready;
+    pthread_mutex_t lock; /* serializes every store writer: handlers and the sweep */
+    struct consumer *consumers;
+    size_t nconsumers;
     sb_metric_t *m_map, *m_deleted, *m_oldest;
 } app_t;
 
@@ -56,13 +58,19 @@ static sb_result_t publish_bus(void *ctx, const char *subject, const uint8_t *da
 static sb_result_t on_nlu(void *ctx, const sb_bus_msg_t *msg)
 {
     app_t *a = ctx;
-    return esc_engine_on_classification(a->engine, msg->data, msg->len, sb_now_ms());
+    pthread_mutex_lock(&a->lock);
+    sb_result_t r = esc_engine_on_classification(a->engine, msg->data, msg->len, sb_now_ms());
+    pthread_mutex_unlock(&a->lock);
+    return r;
 }
 
 static sb_result_t on_agent(void *ctx, const sb_bus_msg_t *msg)
 {
     app_t *a = ctx;
-    return esc_engine_on_command(a->engine, msg->data, msg->len, sb_now_ms());
+    pthread_mutex_lock(&a->lock);
+    sb_result_t r = esc_engine_on_command(a->engine, msg->data, msg->len, sb_now_ms());
+    pthread_mutex_unlock(&a->lock);
+    return r;
 }
 
 /* One retention tick: bounded batches, then the figures for metrics and the log. */
@@ -93,10 +101,24 @@ static void sweep(app_t *a)
         SB_DEBUG(MOD, "retention sweep deleted=0 oldest_s=%lld", (long long)oldest);
 }
 
-static void *worker_main(void *arg)
+/* One consumer thread per durable, each blocking in its own fetch, so a message on one
+ * stream never waits for the other's fetch timeout. Handlers and the sweep run under
+ * a->lock: the store still has exactly one writer at a time. */
+typedef struct consumer {
+    app_t *a;
+    const char *stream, *durable, *filter;
+    sb_bus_handler_fn handler;
+    bool sweeps; /* this thread also runs the retention sweep */
+    atomic_bool ready;
+    pthread_t thread;
+    bool started;
+} consumer_t;
+
+static void *consumer_main(void *arg)
 {
-    app_t *a = arg;
-    sb_bus_pull_t *nlu = NULL, *agent = NULL;
+    consumer_t *c = arg;
+    app_t *a = c->a;
+    sb_bus_pull_t *pull = NULL;
     int batch = (int)a->svc.cfg.nats.fetch_batch;
     if (batch < 1) batch = 1;
     uint64_t next_sweep = 0;
@@ -104,48 +126,45 @@ static void *worker_main(void *arg)
     while (!sb_service_stopping()) {
         /* retention runs whether NATS is up or not */
         uint64_t now = sb_mono_ns() / 1000000u;
-        if (now >= next_sweep) {
+        if (c->sweeps && now >= next_sweep) {
+            pthread_mutex_lock(&a->lock);
             sweep(a);
+            pthread_mutex_unlock(&a->lock);
             next_sweep = now + SWEEP_INTERVAL_MS;
         }
-        if (!nlu || !agent) {
+        if (!pull) {
             sb_result_t r = SB_OK;
             if (!sb_bus_is_connected(a->svc.bus)) {
                 sleep_ms(RETRY_MS);
                 continue;
             }
             if (!sb_bus_has_streams(a->svc.bus)) r = sb_bus_ensure_streams(a->svc.bus);
-            if (r == SB_OK && !nlu)
-                r = sb_bus_pull_create(a->svc.bus, SB_STREAM_NLU, "escalation", "sb.nlu.>", &nlu);
-            if (r == SB_OK && !agent)
-                r = sb_bus_pull_create(a->svc.bus, SB_STREAM_AGENT, "escalation-agent",
-                                       "sb.agent.>", &agent);
+            if (r == SB_OK)
+                r = sb_bus_pull_create(a->svc.bus, c->stream, c->durable, c->filter, &pull);
             if (r != SB_OK) {
-                SB_WARN(MOD, "consumers not ready result=%s", sb_result_str(r));
+                SB_WARN(MOD, "consumer not ready durable=%s result=%s", c->durable,
+                        sb_result_str(r));
                 sleep_ms(RETRY_MS);
                 continue;
             }
-            SB_INFO(MOD, "consuming durable=escalation durable=escalation-agent");
-            atomic_store(&a->ready, true);
+            SB_INFO(MOD, "consuming stream=%s durable=%s", c->stream, c->durable);
         }
         int handled = 0;
-        sb_result_t r1 = sb_bus_pull_fetch(nlu, batch, FETCH_TIMEOUT_MS, on_nlu, a, &handled);
-        sb_result_t r2 = sb_bus_pull_fetch(agent, batch, FETCH_TIMEOUT_MS, on_agent, a, &handled);
-        bool up = r1 == SB_OK && r2 == SB_OK;
-        atomic_store(&a->ready, up && sb_bus_is_connected(a->svc.bus));
-        if (!up) sleep_ms(RETRY_MS / 2);
+        sb_result_t r = sb_bus_pull_fetch(pull, batch, FETCH_TIMEOUT_MS, c->handler, a, &handled);
+        atomic_store(&c->ready, r == SB_OK && sb_bus_is_connected(a->svc.bus));
+        if (r != SB_OK) sleep_ms(RETRY_MS / 2);
     }
-    atomic_store(&a->ready, false);
-    sb_bus_pull_destroy(nlu);
-    sb_bus_pull_destroy(agent);
-    sb_http_server_stop(a->http);
+    atomic_store(&c->ready, false);
+    sb_bus_pull_destroy(pull);
     return NULL;
 }
 
 static bool is_ready(void *ctx)
 {
     app_t *a = ctx;
-    return atomic_load(&a->ready) && sb_bus_is_connected(a->svc.bus);
+    for (size_t i = 0; i < a->nconsumers; i++)
+        if (!atomic_load(&a->consumers[i].ready)) return false;
+    return a->nconsumers > 0 && sb_bus_is_connected(a->svc.bus);
 }
 
 static sb_result_t load_key(uint8_t key[SB_SEAL_KEY_BYTES], const char *b64, const char *name)
@@ -167,8 +186,20 @@ int main(int argc, char **argv)
     uint8_t contact_pk[SB_SEAL_KEY_BYTES], contact_sk[SB_SEAL_KEY_BYTES];
     uint8_t recipient_pk[SB_SEAL_KEY_BYTES], master[SB_SEAL_KEY_BYTES];
     char *lmdb_dir = NULL;
-    pthread_t worker;
-    bool worker_started = false;
+    consumer_t consumers[] = {
+        {.a = &a,
+         .stream = SB_STREAM_NLU,
+         .durable = "escalation",
+         .filter = "sb.nlu.>",
+         .handler = on_nlu,
+         .sweeps = true},
+        {.a = &a,
+         .stream = SB_STREAM_AGENT,
+         .durable = "escalation-agent",
+         .filter = "sb.agent.>",
+         .handler = on_agent},
+    };
+    pthread_mutex_init(&a.lock, NULL);
 
     if (load_key(contact_pk, cfg->keys.contact_public_key, "keys.contact_public_key") != SB_OK ||
         load_key(contact_sk, cfg->keys.contact_secret_key, "keys.contact_secret_key") != SB_OK ||
@@ -245,11 +276,15 @@ int main(int argc, char **argv)
         SB_ERROR(MOD, "cannot create the bus connection result=%s", sb_result_str(r));
         goto out;
     }
-    if (pthread_create(&worker, NULL, worker_main, &a) != 0) {
-        SB_ERROR(MOD, "cannot start the worker thread");
-        goto out;
+    for (size_t i = 0; i < sizeof consumers / sizeof consumers[0]; i++) {
+        if (pthread_create(&consumers[i].thread, NULL, consumer_main, &consumers[i]) != 0) {
+            SB_ERROR(MOD, "cannot start a consumer thread durable=%s", consumers[i].durable);
+            goto out;
+        }
+        consumers[i].started = true;
     }
-    worker_started = true;
+    a.consumers = consumers;
+    a.nconsumers = sizeof consumers / sizeof consumers[0];
     SB_INFO(MOD, "running metrics_listen=%s team=%s partitions=%lld", listen ? listen : "-",
             cfg->escalation.default_team, (long long)cfg->nats.partitions);
     r = sb_http_server_run(a.http);
@@ -257,7 +292,8 @@ int main(int argc, char **argv)
     status = 0;
 out:
     sb_service_request_stop();
-    if (worker_started) pthread_join(worker, NULL);
+    for (size_t i = 0; i < sizeof consumers / sizeof consumers[0]; i++)
+        if (consumers[i].started) pthread_join(consumers[i].thread, NULL);
     sb_http_server_destroy(a.http);
     esc_engine_destroy(a.engine);
     esc_vault_close(a.vault);
