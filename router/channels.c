@@ -123,15 +123,10 @@ void sb_chan_http_add_header(sb_chan_http_t *req, const char *fmt, ...)
     req->headers = sb_xrealloc(req->headers, (n + 2) * sizeof *req->headers);
     va_list ap;
     va_start(ap, fmt);
-    int len = vsnprintf(NULL, 0, fmt, ap);
+    char *h = NULL;
+    int len = vasprintf(&h, fmt, ap);
     va_end(ap);
-    char *h = sb_xmalloc(len > 0 ? (size_t)len + 1 : 1);
-    h[0] = '\0';
-    if (len > 0) {
-        va_start(ap, fmt);
-        vsnprintf(h, (size_t)len + 1, fmt, ap);
-        va_end(ap);
-    }
+    if (len < 0) h = sb_xstrdup(""); /* out of memory: sb_xstrdup aborts with a message */
     req->headers[n] = h;
     req->headers[n + 1] = NULL;
 }
