@@ -25,11 +25,11 @@
 
 typedef struct load {
     const char *url;
-    double rate;        /* requests per second, all threads together */
+    double rate; /* requests per second, all threads together */
     double seconds;
     uint64_t start_ns;
     int thread_index;
-    double *lat_ms;     /* per request, -1 on failure */
+    double *lat_ms; /* per request, -1 on failure */
     size_t n;
     size_t failures;
 } load_t;
@@ -113,9 +113,12 @@ int main(int argc, char **argv)
     double rate = 200, seconds = 10;
     int e2e_n = 100;
     for (int i = 1; i + 1 < argc; i += 2) {
-        if (strcmp(argv[i], "--rate") == 0) rate = atof(argv[i + 1]);
-        else if (strcmp(argv[i], "--seconds") == 0) seconds = atof(argv[i + 1]);
-        else if (strcmp(argv[i], "--e2e") == 0) e2e_n = atoi(argv[i + 1]);
+        if (strcmp(argv[i], "--rate") == 0)
+            rate = atof(argv[i + 1]);
+        else if (strcmp(argv[i], "--seconds") == 0)
+            seconds = atof(argv[i + 1]);
+        else if (strcmp(argv[i], "--e2e") == 0)
+            e2e_n = atoi(argv[i + 1]);
     }
     if (rate <= 0 || seconds <= 0 || e2e_n < 1 || !getenv("SB_BIN_DIR") ||
         !getenv("SB_SOURCE_DIR")) {
@@ -138,23 +141,24 @@ int main(int argc, char **argv)
     setenv("SB_CHANNEL_API_BASE", base, 1);
     setenv("SB_LOG_LEVEL", "warn", 1);
     const char *src = getenv("SB_SOURCE_DIR");
-    char *extra = sb_xasprintf(
-        "channels:\n  whatsapp:\n    app_secret: \"%s\"\n    verify_token: \"v\"\n"
-        "    access_token: \"t\"\n  webchat:\n    enabled: false\n"
-        "classifier:\n  model: \"%s/demo.model\"\n  rules: \"%s/config/rules.yaml\"\n"
-        "responder:\n  answers: \"%s/config/answers.yaml\"\n",
-        APP_SECRET, h.dir, src, src);
+    char *extra =
+        sb_xasprintf("channels:\n  whatsapp:\n    app_secret: \"%s\"\n    verify_token: \"v\"\n"
+                     "    access_token: \"t\"\n  webchat:\n    enabled: false\n"
+                     "classifier:\n  model: \"%s/demo.model\"\n  rules: \"%s/config/rules.yaml\"\n"
+                     "responder:\n  answers: \"%s/config/answers.yaml\"\n",
+                     APP_SECRET, h.dir, src, src);
     if (sb_harness_write_config(&h, extra) != SB_OK) return 1;
     free(extra);
     char cmd[8192];
-    snprintf(cmd, sizeof cmd, "%s/switchboard train --data %s/data/demo/train.tsv --out %s/demo.model >/dev/null",
+    snprintf(cmd, sizeof cmd,
+             "%s/switchboard train --data %s/data/demo/train.tsv --out %s/demo.model >/dev/null",
              getenv("SB_BIN_DIR"), src, h.dir);
     if (system(cmd) != 0) {
         fprintf(stderr, "bench: training the demo model failed\n");
         return 1;
     }
-    const char *bins[] = {"switchboard-router", "switchboard-classifier",
-                          "switchboard-escalation", "switchboard-responder"};
+    const char *bins[] = {"switchboard-router", "switchboard-classifier", "switchboard-escalation",
+                          "switchboard-responder"};
     for (size_t i = 0; i < 4; i++)
         if (sb_harness_spawn(&h, bins[i], NULL) <= 0) return 1;
     char url[128];
@@ -179,8 +183,8 @@ int main(int argc, char **argv)
     load_t loads[CLIENT_THREADS];
     uint64_t start = sb_mono_ns() + 50 * 1000000ull;
     for (int i = 0; i < CLIENT_THREADS; i++) {
-        loads[i] = (load_t){.url = url, .rate = rate, .seconds = seconds, .start_ns = start,
-                            .thread_index = i};
+        loads[i] = (load_t){
+            .url = url, .rate = rate, .seconds = seconds, .start_ns = start, .thread_index = i};
         pthread_create(&th[i], NULL, load_thread, &loads[i]);
     }
     size_t n = 0, failures = 0;

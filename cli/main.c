@@ -24,19 +24,18 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: switchboard COMMAND [options]\n"
-            "\n"
-            "commands:\n"
-            "  up [--config FILE]          start nats-server and every service locally\n"
-            "  console --team NAME         the agent console in this terminal\n"
-            "  train|predict|eval ...      train and evaluate intent models (--help each)\n"
-            "  tail [--config FILE] [SUBJ] print one line per message on the bus (no PII)\n"
-            "  keygen                      print fresh key material as YAML for `keys:`\n"
-            "  config [--config FILE]      print the effective configuration, secrets hidden\n"
-            "  config --reference          print every configuration key as Markdown\n"
-            "  streams apply [--config F]  create or update the JetStream streams\n"
-            "  version                     print the version\n");
+    fprintf(out, "usage: switchboard COMMAND [options]\n"
+                 "\n"
+                 "commands:\n"
+                 "  up [--config FILE]          start nats-server and every service locally\n"
+                 "  console --team NAME         the agent console in this terminal\n"
+                 "  train|predict|eval ...      train and evaluate intent models (--help each)\n"
+                 "  tail [--config FILE] [SUBJ] print one line per message on the bus (no PII)\n"
+                 "  keygen                      print fresh key material as YAML for `keys:`\n"
+                 "  config [--config FILE]      print the effective configuration, secrets hidden\n"
+                 "  config --reference          print every configuration key as Markdown\n"
+                 "  streams apply [--config F]  create or update the JetStream streams\n"
+                 "  version                     print the version\n");
 }
 
 /* Prints a `keys:` section with fresh random secrets and key pairs. */
@@ -97,8 +96,8 @@ static int cmd_streams(int argc, char **argv)
         return 2;
     }
     sb_service_t svc;
-    int rc = sb_service_init(&svc, "streams", argc - 1, argv + 1, NULL,
-                             "switchboard streams apply");
+    int rc =
+        sb_service_init(&svc, "streams", argc - 1, argv + 1, NULL, "switchboard streams apply");
     if (rc != 0) return rc < 0 ? 0 : rc;
     sb_result_t r = sb_service_connect(&svc, true);
     if (r != SB_OK) {

@@ -15,7 +15,6 @@
 /* First 8 characters of a hash id: enough to follow a conversation by eye. */
 #define short_id(id) 8, ((id) ? (id) : "")
 
-
 /* Prints text on one line, truncated, with control characters replaced. */
 static void put_text(sb_buf_t *b, const char *text)
 {
@@ -32,7 +31,8 @@ static void describe(sb_buf_t *b, const char *subject, const void *data, size_t 
 {
     if (strncmp(subject, "sb.in.", 6) == 0) {
         sb_envelope_t *e = NULL;
-        if (SB_CODEC_UNPACK(switchboard__v1__envelope__descriptor, data, len, &e) != SB_OK) goto bad;
+        if (SB_CODEC_UNPACK(switchboard__v1__envelope__descriptor, data, len, &e) != SB_OK)
+            goto bad;
         sb_buf_appendf(b, "envelope kind=%d conv=%.*s msg=%.*s text=", e->kind,
                        short_id(e->conversation_id), short_id(e->message_id));
         put_text(b, e->text);
@@ -43,26 +43,26 @@ static void describe(sb_buf_t *b, const char *subject, const void *data, size_t 
         sb_classification_t *c = NULL;
         if (SB_CODEC_UNPACK(switchboard__v1__classification__descriptor, data, len, &c) != SB_OK)
             goto bad;
-        sb_buf_appendf(b, "classification intent=%s confidence=%.2f lang=%s sentiment=%.2f "
-                          "model=%s conv=%.*s",
+        sb_buf_appendf(b,
+                       "classification intent=%s confidence=%.2f lang=%s sentiment=%.2f "
+                       "model=%s conv=%.*s",
                        c->intent, c->confidence, c->language, c->sentiment, c->model_version,
                        short_id(c->envelope ? c->envelope->conversation_id : NULL));
         SB_CODEC_FREE(c);
     } else if (strncmp(subject, "sb.bot.", 7) == 0) {
         sb_bot_turn_t *t = NULL;
-        if (SB_CODEC_UNPACK(switchboard__v1__bot_turn__descriptor, data, len, &t) != SB_OK) goto bad;
-        sb_buf_appendf(b, "bot-turn conv=%.*s intent=%s first=%d escalated=%d",
-                       short_id(t->conversation_id),
-                       t->classification ? t->classification->intent : "", t->first_bot_message,
-                       t->escalated);
+        if (SB_CODEC_UNPACK(switchboard__v1__bot_turn__descriptor, data, len, &t) != SB_OK)
+            goto bad;
+        sb_buf_appendf(
+            b, "bot-turn conv=%.*s intent=%s first=%d escalated=%d", short_id(t->conversation_id),
+            t->classification ? t->classification->intent : "", t->first_bot_message, t->escalated);
         SB_CODEC_FREE(t);
     } else if (strncmp(subject, "sb.esc.", 7) == 0) {
         sb_escalation_t *e = NULL;
         if (SB_CODEC_UNPACK(switchboard__v1__escalation__descriptor, data, len, &e) != SB_OK)
             goto bad;
-        sb_buf_appendf(b, "escalation state=%s team=%s conv=%.*s reasons=%zu lines=%zu",
-                       e->state, e->team, short_id(e->conversation_id), e->n_reasons,
-                       e->n_transcript);
+        sb_buf_appendf(b, "escalation state=%s team=%s conv=%.*s reasons=%zu lines=%zu", e->state,
+                       e->team, short_id(e->conversation_id), e->n_reasons, e->n_transcript);
         SB_CODEC_FREE(e);
     } else if (strncmp(subject, "sb.agent.", 9) == 0) {
         sb_agent_command_t *a = NULL;
@@ -135,7 +135,8 @@ int sb_cli_tail(int argc, char **argv)
         sb_service_close(&svc);
         return 1;
     }
-    while (!sb_service_stopping()) usleep(100 * 1000);
+    while (!sb_service_stopping())
+        usleep(100 * 1000);
     sb_bus_sub_destroy(sub);
     sb_service_close(&svc);
     return 0;

@@ -93,7 +93,8 @@ static int prepare_keys(const sb_config_t *cfg)
         fclose(f);
     }
     bool missing = false;
-    for (size_t i = 0; i < NKEYS; i++) missing |= vals[i][0] == '\0';
+    for (size_t i = 0; i < NKEYS; i++)
+        missing |= vals[i][0] == '\0';
     if (missing) {
         uint8_t cpk[32], csk[32], rpk[32], rsk[32], id[32], mk[32];
         sb_seal_box_keypair(cpk, csk);
@@ -101,7 +102,8 @@ static int prepare_keys(const sb_config_t *cfg)
         sb_seal_keygen(id);
         sb_seal_keygen(mk);
         const uint8_t *raw[NKEYS] = {id, cpk, csk, rpk, rsk, mk};
-        for (size_t i = 0; i < NKEYS; i++) sb_seal_base64_encode(vals[i], raw[i], 32);
+        for (size_t i = 0; i < NKEYS; i++)
+            sb_seal_base64_encode(vals[i], raw[i], 32);
         sb_seal_wipe(csk, sizeof csk);
         sb_seal_wipe(rsk, sizeof rsk);
         sb_seal_wipe(id, sizeof id);
@@ -116,9 +118,12 @@ static int prepare_keys(const sb_config_t *cfg)
         close(fd);
         SB_INFO(MOD, "created local key material path=%s", path);
     }
-    const char *cfg_vals[NKEYS] = {cfg->keys.id_secret,           cfg->keys.contact_public_key,
-                                   cfg->keys.contact_secret_key,  cfg->keys.recipient_public_key,
-                                   cfg->keys.recipient_secret_key, cfg->keys.master_key};
+    const char *cfg_vals[NKEYS] = {cfg->keys.id_secret,
+                                   cfg->keys.contact_public_key,
+                                   cfg->keys.contact_secret_key,
+                                   cfg->keys.recipient_public_key,
+                                   cfg->keys.recipient_secret_key,
+                                   cfg->keys.master_key};
     for (size_t i = 0; i < NKEYS; i++)
         if (!cfg_vals[i] || !cfg_vals[i][0]) setenv(key_names[i].env, vals[i], 1);
     sb_seal_wipe(vals, sizeof vals);
@@ -142,7 +147,8 @@ static const char *find_program(const char *name, char *buf, size_t n)
     const char *path = getenv("PATH");
     if (path) {
         char *copy = sb_xstrdup(path);
-        for (char *save = NULL, *d = strtok_r(copy, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
+        for (char *save = NULL, *d = strtok_r(copy, ":", &save); d;
+             d = strtok_r(NULL, ":", &save)) {
             snprintf(buf, n, "%s/%s", d, name);
             if (access(buf, X_OK) == 0) {
                 free(copy);
@@ -313,10 +319,11 @@ int sb_cli_up(int argc, char **argv)
         snprintf(port_s, sizeof port_s, "%d", nats_port);
         char nats_log[PATH_MAX + 32];
         snprintf(nats_log, sizeof nats_log, "%s/nats.log", nats_dir);
-        char *nargv[] = {(char *)ns, "-a", nats_host, "-p", port_s, "-js", "-sd", nats_dir,
-                         "-n", "switchboard-local", "-l", nats_log, NULL};
+        char *nargv[] = {(char *)ns, "-a", nats_host,           "-p", port_s,   "-js", "-sd",
+                         nats_dir,   "-n", "switchboard-local", "-l", nats_log, NULL};
         nats = spawn(ns, nargv);
-        for (int i = 0; i < 100 && !tcp_accepts(nats_host, nats_port); i++) usleep(100 * 1000);
+        for (int i = 0; i < 100 && !tcp_accepts(nats_host, nats_port); i++)
+            usleep(100 * 1000);
         if (!tcp_accepts(nats_host, nats_port)) {
             SB_ERROR(MOD, "nats-server did not start url=%s", nats_url);
             stop_children(NULL, 0, nats);
@@ -376,8 +383,8 @@ int sb_cli_up(int argc, char **argv)
            ready ? "up" : "starting (router not ready yet)", cfg->router.http_listen,
            cfg->router.http_listen, cfg->router.http_listen, cfg->router.http_listen,
            cfg->router.http_listen, cfg->router.http_listen,
-           api_base && *api_base ? api_base : "the router's built-in sink (GET /_sink)",
-           nats_url, nats_dir, cfg->data_dir, self);
+           api_base && *api_base ? api_base : "the router's built-in sink (GET /_sink)", nats_url,
+           nats_dir, cfg->data_dir, self);
     fflush(stdout);
 
     /* Supervise until asked to stop: restart a service that died, with a pause. */

@@ -26,11 +26,13 @@ static void run_variants(const uint8_t *data, size_t len)
     LLVMFuzzerTestOneInput(data, len);
     uint8_t *buf = malloc(len + 16);
     if (!buf) abort();
-    for (size_t cut = 0; cut < len; cut += len / 16 + 1) LLVMFuzzerTestOneInput(data, cut);
+    for (size_t cut = 0; cut < len; cut += len / 16 + 1)
+        LLVMFuzzerTestOneInput(data, cut);
     for (int i = 0; i < 64 && len > 0; i++) {
         memcpy(buf, data, len);
         size_t n = 1 + next_rand() % 4;
-        for (size_t k = 0; k < n; k++) buf[next_rand() % len] ^= (uint8_t)(1u << (next_rand() % 8));
+        for (size_t k = 0; k < n; k++)
+            buf[next_rand() % len] ^= (uint8_t)(1u << (next_rand() % 8));
         LLVMFuzzerTestOneInput(buf, len);
         size_t at = next_rand() % len;
         memmove(buf + at + 1, buf + at, len - at);
@@ -70,13 +72,15 @@ static int replay_dir(const char *dir)
 int main(int argc, char **argv)
 {
     int files = 0;
-    for (int i = 1; i < argc; i++) files += replay_dir(argv[i]);
+    for (int i = 1; i < argc; i++)
+        files += replay_dir(argv[i]);
     /* Always exercise the empty input and some pure noise. */
     LLVMFuzzerTestOneInput((const uint8_t *)"", 0);
     uint8_t noise[512];
     for (int i = 0; i < 200; i++) {
         size_t n = next_rand() % sizeof noise;
-        for (size_t k = 0; k < n; k++) noise[k] = (uint8_t)next_rand();
+        for (size_t k = 0; k < n; k++)
+            noise[k] = (uint8_t)next_rand();
         LLVMFuzzerTestOneInput(noise, n);
     }
     printf("replayed %d corpus files with mutations: 1 passed, 0 failed\n", files);

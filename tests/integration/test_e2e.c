@@ -45,8 +45,8 @@ typedef struct e2e {
 /* Posts one webchat.v1 event signed the Standard Webhooks way; returns the HTTP status. */
 static long post_webchat(e2e_t *t, const char *event_id, const char *visitor, const char *text)
 {
-    char *name_json = sb_xasprintf(",\"display_name\":\"%s\",\"email\":\"%s\"", customer_name,
-                                   customer_email);
+    char *name_json =
+        sb_xasprintf(",\"display_name\":\"%s\",\"email\":\"%s\"", customer_name, customer_email);
     char *body = sb_xasprintf(
         "{\"schema\":\"webchat.v1\",\"type\":\"message.created\",\"id\":\"%s\","
         "\"occurred_at\":\"2026-11-21T09:00:00Z\",\"session_id\":\"wcs_e2e_%s\","
@@ -56,8 +56,8 @@ static long post_webchat(e2e_t *t, const char *event_id, const char *visitor, co
     char ts[32];
     snprintf(ts, sizeof ts, "%lld", (long long)(sb_now_ms() / 1000));
     uint8_t mac[32];
-    sb_seal_part_t parts[] = {{event_id, strlen(event_id)}, {".", 1}, {ts, strlen(ts)},
-                              {".", 1},           {body, strlen(body)}};
+    sb_seal_part_t parts[] = {
+        {event_id, strlen(event_id)}, {".", 1}, {ts, strlen(ts)}, {".", 1}, {body, strlen(body)}};
     sb_seal_hmac_sha256(mac, t->key, sizeof t->key, parts, 5);
     char b64[64];
     sb_seal_base64_encode(b64, mac, sizeof mac);
@@ -69,8 +69,8 @@ static long post_webchat(e2e_t *t, const char *event_id, const char *visitor, co
     char url[128];
     snprintf(url, sizeof url, "%s/v1/ingress/webchat/events", t->h.router_url);
     sb_http_client_response_t resp = {0};
-    sb_result_t r = sb_http_client_do(t->client, "POST", url, headers, body, strlen(body), 10000,
-                                      65536, &resp);
+    sb_result_t r =
+        sb_http_client_do(t->client, "POST", url, headers, body, strlen(body), 10000, 65536, &resp);
     free(body);
     long status = r == SB_OK ? resp.status : -1;
     sb_buf_free(&resp.body);
@@ -261,9 +261,9 @@ static void test_conversation_bot_human_bot(void **state)
     assert_true(sb_harness_wait_stream(&t->h, SB_STREAM_ESC, "sb.esc.support.>", 1, STEP_MS) >= 1);
     esc_find_t f = {.state = "queued"};
     size_t count = 0;
-    assert_int_equal(sb_harness_read_stream(&t->h, SB_STREAM_ESC, "sb.esc.support.>", on_esc, &f,
-                                            &count),
-                     SB_OK);
+    assert_int_equal(
+        sb_harness_read_stream(&t->h, SB_STREAM_ESC, "sb.esc.support.>", on_esc, &f, &count),
+        SB_OK);
     assert_true(f.conversation_id[0] != '\0');
     assert_true(f.lines >= 2);
     assert_false(f.leaked);
@@ -286,9 +286,9 @@ static void test_conversation_bot_human_bot(void **state)
     assert_int_equal(post_webchat(t, "wcm_e2e_3", "wcv_e2e_a", "thanks, my order is late"), 200);
     assert_true(sb_harness_wait_stream(&t->h, SB_STREAM_ESC, "sb.esc.support.>", 3, STEP_MS) >= 3);
     esc_find_t g = {.state = "customer_message"};
-    assert_int_equal(sb_harness_read_stream(&t->h, SB_STREAM_ESC, "sb.esc.support.>", on_esc, &g,
-                                            &count),
-                     SB_OK);
+    assert_int_equal(
+        sb_harness_read_stream(&t->h, SB_STREAM_ESC, "sb.esc.support.>", on_esc, &g, &count),
+        SB_OK);
     assert_string_equal(g.conversation_id, f.conversation_id);
 
     /* 4. Resolve hands back: the next question gets the bot again. */
@@ -297,9 +297,9 @@ static void test_conversation_bot_human_bot(void **state)
     /* Give the resolve a moment to be recorded before the next inbound message. */
     for (int i = 0; i < 100; i++) {
         esc_find_t r = {.state = "resolved"};
-        assert_int_equal(sb_harness_read_stream(&t->h, SB_STREAM_ESC, "sb.esc.support.>", on_esc,
-                                                &r, &count),
-                         SB_OK);
+        assert_int_equal(
+            sb_harness_read_stream(&t->h, SB_STREAM_ESC, "sb.esc.support.>", on_esc, &r, &count),
+            SB_OK);
         if (r.conversation_id[0]) break;
         usleep(100 * 1000);
     }
@@ -342,8 +342,8 @@ static void test_same_webhook_twice_recorded_once(void **state)
     dup_count_t dc = {.count = 0};
     sb_ids_message(dc.id, t->h.id_secret, "wc:wcm_e2e_dup");
     size_t total = 0;
-    assert_int_equal(
-        sb_harness_read_stream(&t->h, SB_STREAM_IN, "sb.in.>", on_in, &dc, &total), SB_OK);
+    assert_int_equal(sb_harness_read_stream(&t->h, SB_STREAM_IN, "sb.in.>", on_in, &dc, &total),
+                     SB_OK);
     assert_int_equal(dc.count, 1);
 }
 
@@ -352,8 +352,8 @@ static void test_no_pii_at_rest(void **state)
     e2e_t *t = *state;
     /* Let the workers commit what they have. */
     usleep(500 * 1000);
-    const char *needles[] = {customer_name, customer_email, customer_phone,
-                             customer_phone_digits, "Marbleworth", "7700 900461"};
+    const char *needles[] = {customer_name,         customer_email, customer_phone,
+                             customer_phone_digits, "Marbleworth",  "7700 900461"};
     /* The whole test root: LMDB (data_dir), the JetStream store, every service's log. */
     for (size_t i = 0; i < sizeof needles / sizeof needles[0]; i++) {
         if (tree_contains(t->h.dir, needles[i]))

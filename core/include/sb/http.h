@@ -15,8 +15,8 @@ typedef struct sb_http_server sb_http_server_t;
 typedef struct sb_http_request sb_http_request_t;
 
 typedef struct sb_http_limits {
-    size_t max_header_bytes; /* all header lines together; 431 beyond */
-    size_t max_headers;      /* number of header fields; 431 beyond */
+    size_t max_header_bytes;     /* all header lines together; 431 beyond */
+    size_t max_headers;          /* number of header fields; 431 beyond */
     uint64_t request_timeout_ms; /* whole request must arrive within it; 408 beyond */
     uint64_t idle_timeout_ms;    /* keep-alive idle close */
     size_t max_connections;      /* further accepts are closed at once */
@@ -30,15 +30,15 @@ typedef struct sb_http_header {
 /* A parsed request. Everything it points to is owned by the server and valid until
  * sb_http_respond is called for it. Fields are read-only for handlers. */
 struct sb_http_request {
-    const char *method;   /* "GET", "POST", ... */
-    const char *path;     /* without the query, not percent-decoded */
-    const char *query;    /* after '?', "" when none */
-    const char *target;   /* the request target as received (path?query) */
+    const char *method; /* "GET", "POST", ... */
+    const char *path;   /* without the query, not percent-decoded */
+    const char *query;  /* after '?', "" when none */
+    const char *target; /* the request target as received (path?query) */
     const sb_http_header_t *headers;
     size_t nheaders;
-    const uint8_t *body;  /* body_len bytes, plus a NUL after them for convenience */
+    const uint8_t *body; /* body_len bytes, plus a NUL after them for convenience */
     size_t body_len;
-    void *route_ctx;      /* the ctx given to sb_http_server_route */
+    void *route_ctx; /* the ctx given to sb_http_server_route */
 };
 
 /* Case-insensitive header lookup; NULL when absent. */

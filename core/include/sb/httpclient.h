@@ -11,9 +11,9 @@
 typedef struct sb_http_client sb_http_client_t;
 
 typedef struct sb_http_client_response {
-    long status;          /* 0 when no response arrived */
-    sb_buf_t body;        /* NUL-terminated when non-empty; caller frees with sb_buf_free */
-    long retry_after_s;   /* from Retry-After (seconds form), -1 when absent */
+    long status;        /* 0 when no response arrived */
+    sb_buf_t body;      /* NUL-terminated when non-empty; caller frees with sb_buf_free */
+    long retry_after_s; /* from Retry-After (seconds form), -1 when absent */
 } sb_http_client_response_t;
 
 SB_MUST_CHECK sb_result_t sb_http_client_create(sb_http_client_t **out);
@@ -26,7 +26,6 @@ void sb_http_client_destroy(sb_http_client_t *c);
 SB_MUST_CHECK sb_result_t sb_http_client_do(sb_http_client_t *c, const char *method,
                                             const char *url, const char *const *headers,
                                             const void *body, size_t len, long timeout_ms,
-                                            size_t max_response,
-                                            sb_http_client_response_t *out);
+                                            size_t max_response, sb_http_client_response_t *out);
 
 #endif

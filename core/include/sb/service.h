@@ -10,9 +10,9 @@
 #include "config.h"
 
 typedef struct sb_service {
-    const char *name;  /* "router", "classifier", ... */
+    const char *name; /* "router", "classifier", ... */
     sb_config_t cfg;
-    sb_bus_t *bus;     /* connected by sb_service_connect */
+    sb_bus_t *bus; /* connected by sb_service_connect */
 } sb_service_t;
 
 /* Parses argv and loads the configuration. Returns 0 to go on, or an exit status (> 0 on
