@@ -1142,6 +1142,7 @@ static sb_result_t cmd_reply(cmd_job_t *j, sb_store_txn_t *txn, esc_state_t *s)
     ob.n_buttons = cmd->n_buttons;
     ob.buttons = cmd->buttons;
     ob.created_at_ms = j->now;
+    ob.last_customer_message_ms = s->last_activity_ms; /* set by customer turns only */
     ob.locale = s->language;
     r = sb_bus_subject(subject, sizeof(subject), "sb.out.%s", s->channel);
     if (r == SB_OK) r = add_output(&j->out, subject, msg_id, (const ProtobufCMessage *)&ob);

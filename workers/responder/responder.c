@@ -188,6 +188,9 @@ sb_result_t sb_responder_handle(void *ctx, const sb_bus_msg_t *msg)
     out.text = ans.text;
     out.in_reply_to = turn->turn_id;
     out.created_at_ms = sb_now_ms();
+    out.last_customer_message_ms = turn->classification && turn->classification->envelope
+                                       ? turn->classification->envelope->received_at_ms
+                                       : turn->created_at_ms;
     out.locale = (char *)sb_locale_name(ans.locale);
     out.intent = (char *)ans.intent;
     for (size_t i = 0; i < ans.nbuttons; i++) {

@@ -39,6 +39,9 @@ typedef struct sb_config_webchat {
     int64_t max_skew_s;
     char *callback_url; /* where replies are POSTed; empty = the API base */
     int64_t max_body_bytes;
+    int64_t rate_per_s;
+    char *allowed_origins; /* space-separated origins the widget may be embedded on */
+    int64_t session_ttl_s; /* lifetime of a browser session token */
 } sb_config_webchat_t;
 
 typedef struct sb_config_whatsapp {
@@ -48,7 +51,52 @@ typedef struct sb_config_whatsapp {
     char *access_token;
     char *api_base; /* e.g. https://graph.facebook.com/v19.0 */
     int64_t max_body_bytes;
+    int64_t rate_per_s;
+    char *window_template; /* template sent when the 24-hour window is closed */
+    char *template_language;
 } sb_config_whatsapp_t;
+
+/* Messenger and Instagram share one shape (Meta Graph webhooks + Send API). */
+typedef struct sb_config_meta {
+    bool enabled;
+    char *app_secret;
+    char *verify_token;
+    char *access_token; /* page access token */
+    char *api_base;
+    int64_t max_body_bytes;
+    int64_t rate_per_s;
+} sb_config_meta_t;
+
+typedef struct sb_config_telegram {
+    bool enabled;
+    char *secret_token; /* X-Telegram-Bot-Api-Secret-Token */
+    char *bot_token;    /* for the Bot API (sendMessage) */
+    char *bot_id;       /* numeric bot id: the ingress path and dedup keys carry it */
+    char *api_base;
+    int64_t max_body_bytes;
+    int64_t rate_per_s;
+} sb_config_telegram_t;
+
+typedef struct sb_config_slack {
+    bool enabled;
+    char *signing_secret;
+    char *bot_token;
+    char *api_base;
+    int64_t max_skew_s;
+    int64_t max_body_bytes;
+    int64_t rate_per_s;
+} sb_config_slack_t;
+
+typedef struct sb_config_twilio {
+    bool enabled;
+    char *auth_token;
+    char *account_sid;
+    char *public_base_url; /* the scheme://host Twilio calls: signatures cover the full URL */
+    char *from;            /* sender: a number, "whatsapp:+1..." or a messaging service sid */
+    char *api_base;
+    int64_t max_body_bytes;
+    int64_t rate_per_s;
+} sb_config_twilio_t;
 
 typedef struct sb_config_router {
     char *http_listen; /* host:port */
@@ -59,7 +107,10 @@ typedef struct sb_config_router {
     char *channel_api_base; /* when set, every channel's API calls go here (tests, make run) */
     int64_t egress_timeout_ms;
     int64_t egress_max_attempts;
-    int64_t sink_keep; /* requests kept by the built-in sink for /_sink */
+    int64_t sink_keep;          /* requests kept by the built-in sink for /_sink */
+    int64_t egress_concurrency; /* outbound API calls in flight at once */
+    int64_t egress_backoff_ms;  /* first retry delay; doubles per attempt, with jitter */
+    int64_t egress_backoff_max_ms;
 } sb_config_router_t;
 
 typedef struct sb_config_store {
@@ -97,6 +148,11 @@ typedef struct sb_config {
     sb_config_router_t router;
     sb_config_webchat_t webchat;
     sb_config_whatsapp_t whatsapp;
+    sb_config_meta_t messenger;
+    sb_config_meta_t instagram;
+    sb_config_telegram_t telegram;
+    sb_config_slack_t slack;
+    sb_config_twilio_t twilio;
     sb_config_store_t store;
     sb_config_classifier_t classifier;
     sb_config_escalation_t escalation;
