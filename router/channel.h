@@ -46,6 +46,12 @@ typedef enum sb_chan_kind {
     SB_CHAN_STATUS,
     SB_CHAN_SESSION,
     SB_CHAN_UNSUPPORTED,
+    SB_CHAN_CONTACT, /* a shared contact card: the number goes to phone (sealed), never text */
+    SB_CHAN_COMMAND, /* "/start ref": button_payload = the command ("/start"), text = its
+                        arguments ("ref", redacted like any text) */
+    SB_CHAN_EDIT,    /* the customer edited an earlier message (provider_message_id = that
+                        message's id; text = the new text); never a second inbound turn */
+    SB_CHAN_SYSTEM,  /* a provider operational event (rate limited, app uninstalled, ...) */
 } sb_chan_kind_t;
 
 typedef struct sb_chan_media {
@@ -108,6 +114,9 @@ typedef struct sb_chan_batch {
                            bytes go to sb.quarantine.<channel>, the provider gets 200 */
     int reject_status;  /* 0, or 400/422: answer it and publish nothing (our own clients
                            only, who do not retry-storm) */
+    size_t nignored;    /* authentic items dropped on purpose: our own echoes coming back
+                           (loop guard). Answered 200; ingress reports outcome "ignored"
+                           when nothing else was published */
     const char *reason; /* static text without PII: why quarantined / rejected / empty */
 } sb_chan_batch_t;
 

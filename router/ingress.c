@@ -56,6 +56,14 @@ static Switchboard__V1__MessageKind proto_kind(sb_chan_kind_t k)
         return SWITCHBOARD__V1__MESSAGE_KIND__KIND_SESSION;
     case SB_CHAN_UNSUPPORTED:
         return SWITCHBOARD__V1__MESSAGE_KIND__KIND_UNSUPPORTED;
+    case SB_CHAN_CONTACT:
+        return SWITCHBOARD__V1__MESSAGE_KIND__KIND_CONTACT;
+    case SB_CHAN_COMMAND:
+        return SWITCHBOARD__V1__MESSAGE_KIND__KIND_COMMAND;
+    case SB_CHAN_EDIT:
+        return SWITCHBOARD__V1__MESSAGE_KIND__KIND_EDIT;
+    case SB_CHAN_SYSTEM:
+        return SWITCHBOARD__V1__MESSAGE_KIND__KIND_SYSTEM;
     }
     return SWITCHBOARD__V1__MESSAGE_KIND__KIND_UNSPECIFIED;
 }
@@ -414,12 +422,15 @@ static void work(void *ctx)
         goto out;
     }
     j->status = 200;
-    if (published == 0)
+    if (published == 0) {
+        /* Nothing to route: another subscription's notification, or our own echo. */
         j->outcome = OUT_IGNORED;
-    else if (dups == published)
+        if (!j->reason && batch.nignored) j->reason = "own echo (loop guard)";
+    } else if (dups == published) {
         j->outcome = OUT_DUPLICATE;
-    else
+    } else {
         j->outcome = OUT_ACCEPTED;
+    }
 out:
     sb_chan_batch_free(&batch);
 }

@@ -215,6 +215,10 @@ static Switchboard__V1__MessageKind proto_kind(const char *k)
         {"status", SWITCHBOARD__V1__MESSAGE_KIND__KIND_STATUS},
         {"session", SWITCHBOARD__V1__MESSAGE_KIND__KIND_SESSION},
         {"unsupported", SWITCHBOARD__V1__MESSAGE_KIND__KIND_UNSUPPORTED},
+        {"contact", SWITCHBOARD__V1__MESSAGE_KIND__KIND_CONTACT},
+        {"command", SWITCHBOARD__V1__MESSAGE_KIND__KIND_COMMAND},
+        {"edit", SWITCHBOARD__V1__MESSAGE_KIND__KIND_EDIT},
+        {"system", SWITCHBOARD__V1__MESSAGE_KIND__KIND_SYSTEM},
     };
     for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
         if (strcmp(map[i].name, k) == 0) return map[i].kind;

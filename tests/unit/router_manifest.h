@@ -154,7 +154,11 @@ static sb_chan_kind_t fx_kind(const char *k)
                {"location", SB_CHAN_LOCATION},
                {"status", SB_CHAN_STATUS},
                {"session", SB_CHAN_SESSION},
-               {"unsupported", SB_CHAN_UNSUPPORTED}};
+               {"unsupported", SB_CHAN_UNSUPPORTED},
+               {"contact", SB_CHAN_CONTACT},
+               {"command", SB_CHAN_COMMAND},
+               {"edit", SB_CHAN_EDIT},
+               {"system", SB_CHAN_SYSTEM}};
     for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
         if (strcmp(map[i].name, k) == 0) return map[i].kind;
     fail_msg("unknown expected kind %s", k);
@@ -187,6 +191,10 @@ static void fx_check_item(const char *label, const cJSON *e, const sb_chan_item_
     fx_eq(label, "button_title", fx_str(e, "button_title"), it->button_title);
     fx_eq(label, "in_reply_to", fx_str(e, "in_reply_to"), it->in_reply_to);
     fx_eq(label, "locale", fx_str(e, "locale"), it->locale);
+    fx_eq(label, "phone", fx_str(e, "phone"), it->phone);
+    /* Commands: the command itself in button_payload, its arguments as the text. */
+    fx_eq(label, "command", fx_str(e, "command"), it->button_payload);
+    fx_eq(label, "args", fx_str(e, "args"), it->text);
     const cJSON *at = cJSON_GetObjectItemCaseSensitive(e, "occurred_at");
     if (cJSON_IsNumber(at) && (int64_t)at->valuedouble * 1000 != it->occurred_at_ms)
         fail_msg("%s: occurred_at: expected %.0f, got %lld ms", label, at->valuedouble,
