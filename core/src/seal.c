@@ -4,12 +4,16 @@
  *   escalation store: field plaintext --sb_seal_encrypt(dek, ad)--> LMDB --sb_seal_decrypt-->
  *   per-contact dek --sb_seal_wrap_key(master key, kek_id)--> contact keys DB
  *   channel ids --sb_seal_keyed_hash--> pseudonymous ids (ids.c); webhook bodies --HMAC-->
+ *   Twilio webhooks --sb_seal_hmac_sha1 (OpenSSL libcrypto: libsodium has no SHA-1)-->
  * Stored AEAD format: version(1)=1 | key_id(4, big-endian) | nonce(24) | ciphertext | tag(16).
  * The 5 header bytes are authenticated too (AEAD additional data = header | caller's ad), so a
  * changed key id or version fails like any other tampering. Key copies and temporary plaintext
  * are wiped with sodium_memzero on every exit path. */
 #include "sb/seal.h"
 
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/params.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
@@ -262,6 +266,38 @@ void sb_seal_hmac_sha256(uint8_t out[32], const void *key, size_t keylen,
         if (parts[i].len > 0) crypto_auth_hmacsha256_update(&st, parts[i].data, parts[i].len);
     crypto_auth_hmacsha256_final(&st, out);
     sodium_memzero(&st, sizeof st);
+}
+
+sb_result_t sb_seal_hmac_sha1(uint8_t out[20], const void *key, size_t keylen,
+                              const sb_seal_part_t *parts, size_t nparts)
+{
+    sb_result_t rc = SB_E_CRYPTO;
+    uint8_t mac[EVP_MAX_MD_SIZE];
+    size_t maclen = 0;
+    static const uint8_t empty_key[1] = {0};
+    EVP_MAC *hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    EVP_MAC_CTX *ctx = hmac ? EVP_MAC_CTX_new(hmac) : NULL;
+    char digest[] = "SHA1";
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+                           OSSL_PARAM_construct_end()};
+    if (!ctx) goto out;
+    /* OpenSSL refuses a NULL key; an empty one is a valid HMAC key all the same. */
+    if (EVP_MAC_init(ctx, keylen ? key : empty_key, keylen, params) != 1) goto out;
+    for (size_t i = 0; i < nparts; i++)
+        if (parts[i].len > 0 && EVP_MAC_update(ctx, parts[i].data, parts[i].len) != 1) goto out;
+    if (EVP_MAC_final(ctx, mac, &maclen, sizeof mac) != 1 || maclen != 20) goto out;
+    memcpy(out, mac, 20);
+    rc = SB_OK;
+out:
+    sodium_memzero(mac, sizeof mac);
+    EVP_MAC_CTX_free(ctx); /* clears the key schedule */
+    EVP_MAC_free(hmac);
+    return rc;
+}
+
+void sb_seal_sha256(uint8_t out[32], const void *data, size_t len)
+{
+    crypto_hash_sha256(out, data, len);
 }
 
 sb_result_t sb_seal_hex_decode(uint8_t *out, size_t outmax, size_t *outlen, const char *hex,

@@ -1,6 +1,6 @@
 /* Unit tests for core/src/seal.c: sealed boxes, the AEAD format and its tamper cases, key
- * wrapping bound to a subject, the keyed hash, HMAC-SHA256 against published vectors, and the
- * hex/base64 decoders. */
+ * wrapping bound to a subject, the keyed hash, HMAC-SHA256 and HMAC-SHA1 (Twilio) against
+ * published vectors, SHA-256, and the hex/base64 decoders. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -260,6 +260,67 @@ static void test_hmac_standard_webhooks(void **state)
     assert_string_equal(out, "g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
 }
 
+/* HMAC-SHA1 (OpenSSL) against RFC 2202 test case 2 and Twilio's published request-validator
+ * vectors: URL + the POST parameters sorted by name, each as name immediately followed by its
+ * decoded value; for JSON bodies the URL carries bodySHA256 and the body is checked by hash. */
+static void b64_hmac_sha1(char out[32], const char *key, const sb_seal_part_t *parts, size_t n)
+{
+    uint8_t mac[20];
+    assert_int_equal(sb_seal_hmac_sha1(mac, key, strlen(key), parts, n), SB_OK);
+    assert_true(sb_seal_base64_len(20) <= 32);
+    sb_seal_base64_encode(out, mac, 20);
+}
+
+static void test_hmac_sha1_rfc2202_case2(void **state)
+{
+    (void)state;
+    uint8_t mac[20];
+    char hex[41];
+    sb_seal_part_t parts[] = {{"what do ya want ", 16}, {"for nothing?", 12}};
+    assert_int_equal(sb_seal_hmac_sha1(mac, "Jefe", 4, parts, 2), SB_OK);
+    hex_of(hex, mac, 20);
+    assert_string_equal(hex, "effcdf6ae5eb2fa2d27416d5f184df9c259a7c79");
+    /* an empty key is a key too (RFC 2104 pads it with zeros) */
+    assert_int_equal(sb_seal_hmac_sha1(mac, "", 0, parts, 2), SB_OK);
+    hex_of(hex, mac, 20);
+    assert_string_equal(hex, "22e999c60f94d0f2d635ca4cf1b174e5cb514d38");
+}
+
+static void test_hmac_sha1_twilio_vectors(void **state)
+{
+    (void)state;
+    const char *url = "https://mycompany.com/myapp.php?foo=1&bar=2";
+    char sig[32];
+    /* already sorted by name: CallSid, Caller, Digits, From, To */
+    sb_seal_part_t form[] = {{url, strlen(url)},         {"CallSidCA1234567890ABCDE", 24},
+                             {"Caller+14158675309", 18}, {"Digits1234", 10},
+                             {"From+14158675309", 16},   {"To+18005551212", 14}};
+    b64_hmac_sha1(sig, "12345", form, 6);
+    assert_string_equal(sig, "RSOYDt4T1cUTdK1PDd93/VVr8B8=");
+    /* the older documentation variant */
+    sb_seal_part_t old[] = {{url, strlen(url)},         {"CallSidCA1234567890ABCDE", 24},
+                            {"Caller+12349013030", 18}, {"Digits1234", 10},
+                            {"From+12349013030", 16},   {"To+18005551212", 14}};
+    b64_hmac_sha1(sig, "12345", old, 6);
+    assert_string_equal(sig, "0/KCTR6DLpKmkAf8muzZqo1nDgQ=");
+    /* a wrong token gives another signature */
+    b64_hmac_sha1(sig, "12346", form, 6);
+    assert_string_not_equal(sig, "RSOYDt4T1cUTdK1PDd93/VVr8B8=");
+
+    /* JSON body: hex SHA-256 of the raw body in the URL, the signature over the URL alone */
+    const char *body = "{\"property\": \"value\", \"boolean\": true}";
+    uint8_t h[32];
+    char hex[65];
+    sb_seal_sha256(h, body, strlen(body));
+    hex_of(hex, h, 32);
+    assert_string_equal(hex, "0a1ff7634d9ab3b95db5c9a2dfe9416e41502b283a80c7cf19632632f96e6620");
+    char *jurl = sb_xasprintf("%s&bodySHA256=%s", url, hex);
+    sb_seal_part_t j[] = {{jurl, strlen(jurl)}};
+    b64_hmac_sha1(sig, "12345", j, 1);
+    assert_string_equal(sig, "a9nBmqA0ju/hNViExpshrM61xv4=");
+    free(jurl);
+}
+
 static void test_hmac_meta_fixture(void **state)
 {
     (void)state;
@@ -407,6 +468,8 @@ int main(void)
         cmocka_unit_test(test_hmac_rfc4231_case2),
         cmocka_unit_test(test_hmac_standard_webhooks),
         cmocka_unit_test(test_hmac_meta_fixture),
+        cmocka_unit_test(test_hmac_sha1_rfc2202_case2),
+        cmocka_unit_test(test_hmac_sha1_twilio_vectors),
         cmocka_unit_test(test_hex_decode),
         cmocka_unit_test(test_base64),
         cmocka_unit_test(test_key_from_base64),

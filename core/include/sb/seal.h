@@ -2,7 +2,8 @@
  * Sealed boxes for the contact part on the bus; XChaCha20-Poly1305 with additional data for PII
  * at rest under per-contact data keys, themselves wrapped by a master key with a key id;
  * keyed BLAKE2b for pseudonymous ids; HMAC and constant-time comparison for webhook
- * signatures; hex and base64. Secrets are wiped on every exit path. */
+ * signatures; hex and base64. Secrets are wiped on every exit path. OpenSSL's libcrypto is
+ * included here too, for the one primitive libsodium lacks (HMAC-SHA1, Twilio). */
 #ifndef SB_SEAL_H
 #define SB_SEAL_H
 
@@ -82,6 +83,14 @@ typedef struct sb_seal_part {
 } sb_seal_part_t;
 void sb_seal_hmac_sha256(uint8_t out[32], const void *key, size_t keylen,
                          const sb_seal_part_t *parts, size_t nparts);
+/* HMAC-SHA1 over the concatenation of parts, key of any length (OpenSSL: libsodium has no
+ * SHA-1). Only for providers that still sign with it (Twilio's X-Twilio-Signature); never for
+ * anything of our own. SB_E_CRYPTO when OpenSSL fails; out is written only on success. Any
+ * thread. */
+SB_MUST_CHECK sb_result_t sb_seal_hmac_sha1(uint8_t out[20], const void *key, size_t keylen,
+                                            const sb_seal_part_t *parts, size_t nparts);
+/* SHA-256 of len bytes (e.g. Twilio's bodySHA256 of a JSON webhook body). Any thread. */
+void sb_seal_sha256(uint8_t out[32], const void *data, size_t len);
 
 /* Decoders: write at most outmax bytes, *outlen the number written. SB_E_INVALID on bad input
  * (any character outside the alphabet, trailing garbage, odd hex length, missing padding, or
