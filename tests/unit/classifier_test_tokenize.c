@@ -178,8 +178,13 @@ static void test_features(void **state)
     const float *vals;
     sb_nlu_work_tokenize(w, "where is my order", 17, true, NULL);
     size_t n = sb_nlu_work_featurize(w, &cfg, NULL, &ids, &vals);
-    /* 4 words + 5 bigrams (with boundaries) + char 3..5-grams of <where>,<is>,<my>,<order> */
-    size_t grams = (5 + 4 + 3) + (2 + 1) + (2 + 1) + (5 + 4 + 3);
+    /* 4 words + 5 bigrams (with boundaries) + the char n-grams of <where>, <is>, <my>,
+     * <order> for the configured lengths */
+    static const size_t wlen[] = {5, 2, 2, 5};
+    size_t grams = 0;
+    for (size_t i = 0; i < 4; i++)
+        for (size_t g = cfg.char_min; g <= cfg.char_max; g++)
+            if (wlen[i] + 2 >= g) grams += wlen[i] + 2 - g + 1;
     assert_int_equal(n, 4 + 5 + grams);
     double ss = 0;
     uint32_t mask = (1u << cfg.hash_bits) - 1;

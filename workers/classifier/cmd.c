@@ -65,6 +65,9 @@ static void train_usage(FILE *f)
                "                         [--val FILE] [--oos-val FILE] [--seed N] [--epochs N]\n"
                "                         [--lr X] [--l2 X] [--min-count N] [--threshold T]\n"
                "                         [--hash-bits N] [--char-ngrams MIN-MAX] [--stem]\n"
+               "                         [--char-weight X] [--bigram-weight X] [--no-bigrams]\n"
+               "                         [--keep-accents] [--oos-train FILE] [--oos-weight X]\n"
+               "                         [--dropout P] [--ensemble K]\n"
                "                         [--no-quantize] [--verbose]\n"
                "  FILE is TSV (text<TAB>intent) or YAML (.yml/.yaml, Rasa-like nlu: list).\n"
                "  With --val and --oos-val the rejection threshold maximizing\n"
@@ -76,10 +79,10 @@ int sb_nlu_cmd_train(int argc, char **argv)
     int status = 1;
     const char *data[MAX_DATA_FILES];
     size_t ndata = 0;
-    const char *val = NULL, *oos = NULL, *out = NULL;
+    const char *val = NULL, *oos = NULL, *out = NULL, *oos_train = NULL;
     sb_nlu_train_opts_t o;
     sb_nlu_train_opts_default(&o);
-    sb_nlu_dataset_t ds = {0}, vds = {0}, ods = {0};
+    sb_nlu_dataset_t ds = {0}, vds = {0}, ods = {0}, ots = {0};
     sb_nlu_model_t *m = NULL;
     char err[512] = "";
 
@@ -100,6 +103,15 @@ int sb_nlu_cmd_train(int argc, char **argv)
             val = v;
         } else if ((v = opt_value(argc, argv, &i, "--oos-val", &missing))) {
             oos = v;
+        } else if ((v = opt_value(argc, argv, &i, "--oos-train", &missing))) {
+            oos_train = v;
+        } else if ((v = opt_value(argc, argv, &i, "--dropout", &missing))) {
+            if (!parse_float(v, 0, 0.8, &o.dropout)) goto bad_value;
+        } else if ((v = opt_value(argc, argv, &i, "--ensemble", &missing))) {
+            if (!parse_u64(v, 16, &u) || u == 0) goto bad_value;
+            o.ensemble = (uint32_t)u;
+        } else if ((v = opt_value(argc, argv, &i, "--oos-weight", &missing))) {
+            if (!parse_float(v, 0.01, 100, &o.oos_weight)) goto bad_value;
         } else if ((v = opt_value(argc, argv, &i, "--out", &missing))) {
             out = v;
         } else if ((v = opt_value(argc, argv, &i, "--seed", &missing))) {
@@ -125,6 +137,14 @@ int sb_nlu_cmd_train(int argc, char **argv)
             if (!parse_float(v, 0, 10, &o.l2)) goto bad_value;
         } else if ((v = opt_value(argc, argv, &i, "--threshold", &missing))) {
             if (!parse_float(v, 0, 1, &o.threshold)) goto bad_value;
+        } else if ((v = opt_value(argc, argv, &i, "--char-weight", &missing))) {
+            if (!parse_float(v, 0, 10, &o.feat.char_weight)) goto bad_value;
+        } else if ((v = opt_value(argc, argv, &i, "--bigram-weight", &missing))) {
+            if (!parse_float(v, 0, 10, &o.feat.bigram_weight)) goto bad_value;
+        } else if (strcmp(argv[i], "--no-bigrams") == 0) {
+            o.feat.word_bigrams = false;
+        } else if (strcmp(argv[i], "--keep-accents") == 0) {
+            o.feat.strip_accents = false;
         } else if (strcmp(argv[i], "--stem") == 0) {
             o.feat.stem = true;
         } else if (strcmp(argv[i], "--no-quantize") == 0) {
@@ -173,6 +193,13 @@ int sb_nlu_cmd_train(int argc, char **argv)
         }
         o.oos_val = &ods;
     }
+    if (oos_train) {
+        if (sb_nlu_dataset_load(&ots, oos_train, err, sizeof err) != SB_OK) {
+            fprintf(stderr, "train: %s\n", err);
+            goto done;
+        }
+        o.oos_train = &ots;
+    }
     sb_nlu_train_report_t rep;
     if (sb_nlu_train(&m, &ds, &o, &rep, err, sizeof err) != SB_OK) {
         fprintf(stderr, "train: %s\n", err);
@@ -199,6 +226,7 @@ done:
     sb_nlu_dataset_free(&ds);
     sb_nlu_dataset_free(&vds);
     sb_nlu_dataset_free(&ods);
+    sb_nlu_dataset_free(&ots);
     return status;
 }
 

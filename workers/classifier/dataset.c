@@ -22,10 +22,10 @@ bool sb_nlu_is_label(const char *name)
 {
     size_t n = 0;
     for (const char *p = name; *p; p++, n++) {
-        char c = *p;
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '.' || c == ':' || c == '-'))
-            return false;
+        unsigned char c = (unsigned char)*p;
+        /* printable ASCII without spaces, quotes, backslash, braces, comma or '=' so that a
+         * name is safe in subjects' payloads, logs and Prometheus labels */
+        if (c <= 0x20 || c >= 0x7f || strchr("\"'`\\{},=", c)) return false;
     }
     return n > 0 && n <= SB_NLU_MAX_LABEL_LEN;
 }
@@ -75,7 +75,8 @@ void sb_nlu_dataset_free(sb_nlu_dataset_t *ds)
 
 static const char *add_error(sb_result_t rc)
 {
-    return rc == SB_E_INVALID ? "invalid intent name (1-64 of A-Z a-z 0-9 _ . : -)"
+    return rc == SB_E_INVALID ? "invalid intent name (1-64 printable characters without "
+                                "spaces, quotes, backslash, braces, comma or '=')"
                               : "too large (line, example count or intent count)";
 }
 

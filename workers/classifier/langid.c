@@ -290,7 +290,19 @@ const char *sb_nlu_langid_detect(const sb_nlu_langid_t *li, sb_nlu_work_t *w, co
     int hint = nlu_lang_index(locale_hint);
     /* the n-gram guess, when there are enough letters to trust it */
     int tc_best = -1;
-    if (letters >= 12) {
+    /* The word vote alone is decisive when it is strong and clear (most messages with a few
+     * function words): the n-gram comparison, by far the costliest step, is then skipped. */
+    float v1 = 0, v2 = 0;
+    for (int l = 0; l < NLU_NLANGS; l++) {
+        if (vote[l] > v1) {
+            v2 = v1;
+            v1 = vote[l];
+        } else if (vote[l] > v2) {
+            v2 = vote[l];
+        }
+    }
+    bool decisive = v1 >= 2.0f && v1 - v2 >= 1.5f;
+    if (letters >= 12 && !decisive) {
         if (len > SB_NLU_MAX_TEXT) len = SB_NLU_MAX_TEXT;
         int dist[NLU_NLANGS];
         if (textcat_scores(li, text, len, dist)) {

@@ -94,6 +94,7 @@ typedef struct sb_nlu_featcfg {
     bool word_bigrams;
     bool strip_accents;
     bool stem;         /* add the libstemmer stem of each word for the text's language */
+    bool idf;          /* weight features by their inverse document frequency in training */
     float char_weight; /* weight of char n-gram features relative to words */
     float bigram_weight;
 } sb_nlu_featcfg_t;
@@ -135,7 +136,8 @@ SB_MUST_CHECK sb_result_t sb_nlu_dataset_add(sb_nlu_dataset_t *ds, const char *t
 /* Index of label in ds, or -1. */
 int sb_nlu_dataset_label(const sb_nlu_dataset_t *ds, const char *label);
 void sb_nlu_dataset_free(sb_nlu_dataset_t *ds);
-/* True when name is a valid intent name: 1..64 bytes of [A-Za-z0-9_.:-]. */
+/* True when name is a valid intent name: 1..64 printable ASCII characters other than space,
+ * quotes, backslash, braces, comma and '=' (e.g. "order_status", "reverted_card_payment?"). */
 bool sb_nlu_is_label(const char *name);
 
 /* ---------------------------------------------------------------------------------------- */
@@ -153,9 +155,14 @@ typedef struct sb_nlu_train_opts {
     bool calibrate;     /* temperature scaling on val (when val given) */
     float threshold;    /* stored rejection threshold when no oos validation is given */
     sb_nlu_featcfg_t feat;
-    const sb_nlu_dataset_t *val;     /* optional: in-scope validation (labels by name) */
-    const sb_nlu_dataset_t *oos_val; /* optional: out-of-scope validation */
-    bool verbose;                    /* progress lines on stderr */
+    const sb_nlu_dataset_t *val;       /* optional: in-scope validation (labels by name) */
+    const sb_nlu_dataset_t *oos_val;   /* optional: out-of-scope validation */
+    const sb_nlu_dataset_t *oos_train; /* optional: out-of-scope examples, trained towards a
+                                          uniform distribution (outlier exposure) */
+    float oos_weight;                  /* weight of each oos_train example (default 1) */
+    float dropout;                     /* probability of dropping a feature in a step */
+    uint32_t ensemble;                 /* members trained with different seeds, averaged */
+    bool verbose;                      /* progress lines on stderr */
 } sb_nlu_train_opts_t;
 
 void sb_nlu_train_opts_default(sb_nlu_train_opts_t *o);

@@ -26,6 +26,7 @@ struct sb_nlu_work {
     size_t ntoks, toks_cap;
     uint32_t *fids; /* features */
     float *fvals;
+    int32_t *frows; /* model row of each feature (model.c), -1 when unknown */
     size_t nf, fcap;
     float *scores; /* per-label scratch for prediction */
     size_t scores_cap;

@@ -86,6 +86,7 @@ void sb_nlu_work_destroy(sb_nlu_work_t *w)
     free(w->toks);
     free(w->fids);
     free(w->fvals);
+    free(w->frows);
     free(w->scores);
     free(w);
 }
@@ -104,10 +105,11 @@ void sb_nlu_featcfg_default(sb_nlu_featcfg_t *cfg)
     memset(cfg, 0, sizeof *cfg);
     cfg->hash_bits = 22;
     cfg->char_min = 3;
-    cfg->char_max = 5;
+    cfg->char_max = 4;
     cfg->word_bigrams = true;
     cfg->strip_accents = true;
     cfg->stem = false;
+    cfg->idf = true;
     cfg->char_weight = 0.5f;
     cfg->bigram_weight = 0.7f;
 }
@@ -461,6 +463,7 @@ static void push_feat(sb_nlu_work_t *w, uint32_t h, float v, uint32_t mask)
         w->fcap = w->fcap ? w->fcap * 2 : 256;
         w->fids = sb_xrealloc(w->fids, w->fcap * sizeof *w->fids);
         w->fvals = sb_xrealloc(w->fvals, w->fcap * sizeof *w->fvals);
+        w->frows = sb_xrealloc(w->frows, w->fcap * sizeof *w->frows);
     }
     w->fids[w->nf] = nlu_mix32(h) & mask;
     w->fvals[w->nf] = v;
