@@ -196,7 +196,8 @@ static void fx_check_item(const char *label, const cJSON *e, const sb_chan_item_
     fx_eq(label, "command", fx_str(e, "command"), it->button_payload);
     fx_eq(label, "args", fx_str(e, "args"), it->text);
     const cJSON *at = cJSON_GetObjectItemCaseSensitive(e, "occurred_at");
-    if (cJSON_IsNumber(at) && (int64_t)at->valuedouble * 1000 != it->occurred_at_ms)
+    /* occurred_at is in seconds; providers with millisecond clocks (Meta) keep them. */
+    if (cJSON_IsNumber(at) && (int64_t)at->valuedouble != it->occurred_at_ms / 1000)
         fail_msg("%s: occurred_at: expected %.0f, got %lld ms", label, at->valuedouble,
                  (long long)it->occurred_at_ms);
     const cJSON *media = cJSON_GetObjectItemCaseSensitive(e, "media");
