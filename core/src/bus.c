@@ -713,6 +713,23 @@ void sb_bus_pull_destroy(sb_bus_pull_t *pull)
 
 /* --- core subscriptions ------------------------------------------------------------------- */
 
+sb_result_t sb_bus_publish_core(sb_bus_t *bus, const char *subject, const void *data, size_t len,
+                                int timeout_ms)
+{
+    if (bus == NULL || bus->nc == NULL || subject == NULL || (data == NULL && len > 0) ||
+        len > INT32_MAX)
+        return SB_E_INVALID;
+    if (!sb_bus_is_connected(bus)) return SB_E_UNAVAILABLE;
+    natsStatus s = natsConnection_Publish(bus->nc, subject, data, (int)len);
+    if (s == NATS_OK) s = natsConnection_FlushTimeout(bus->nc, timeout_ms > 0 ? timeout_ms : 2000);
+    if (s != NATS_OK) {
+        SB_WARN(MOD, "core publish failed subject=%s bytes=%zu status=\"%s\"", subject, len,
+                nats_err_text(s));
+        return SB_E_UNAVAILABLE;
+    }
+    return SB_OK;
+}
+
 static void on_core_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *closure)
 {
     (void)nc;

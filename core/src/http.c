@@ -19,6 +19,12 @@
  * 100 ms) stops accepting, closes idle connections, lets requests in progress answer (for at
  * most 5 s) and closes every handle; memory is freed only in close callbacks.
  *
+ * Streaming (sb_http_stream_start, for server-sent events): the handler's answer is the header
+ * block without a Content-Length; the connection then stays in C_STREAM, reading and dropping
+ * input so that the client's close is seen at once, and the caller writes chunks from the loop
+ * thread until either side ends it. Other threads reach the loop with sb_http_server_post (a
+ * locked queue drained by the same uv_async that carries the stop request).
+ *
  * The libuv thread pool serves sb_http_defer. It is sized by UV_THREADPOOL_SIZE, which is set
  * to 16 at the first sb_http_server_create unless the environment already sets it (the pool is
  * created at its first use, which is always later). */
@@ -48,6 +54,7 @@
 #define LINGER_MS 1000
 #define NOROUTE_MAX_BODY 0
 #define METHOD_MAX 24
+#define STREAM_MAX_DISCARD 65536
 
 typedef struct conn conn_t;
 typedef struct req req_t;
@@ -79,6 +86,7 @@ typedef enum conn_state {
     C_RECV,    /* a request is arriving */
     C_BUSY,    /* a complete request is with its handler; not reading */
     C_CLOSING, /* a closing response was written; draining input until EOF or linger */
+    C_STREAM,  /* a streaming response is open; input is read and discarded */
 } conn_state_t;
 
 typedef enum hstate { H_NONE, H_FIELD, H_VALUE } hstate_t;
@@ -122,6 +130,9 @@ struct conn {
     bool processing;
     bool closing;
     int open_handles;
+    sb_http_stream_t *stream; /* C_STREAM: the caller's handle */
+    size_t discarded;         /* C_STREAM: bytes the client sent and we dropped */
+    char peer[64];            /* the client's address, "" when unknown */
     conn_t *prev, *next;
     char rbuf[READ_BUF];
 };
@@ -146,8 +157,24 @@ struct sb_http_server {
     bool ran;
     bool closed;
     atomic_bool stop_requested;
-    pthread_mutex_t async_mu;
+    pthread_mutex_t async_mu; /* async_alive and the post queue */
     bool async_alive;
+    struct post *posts, **posts_tail;
+    size_t nstreams;
+};
+
+typedef struct post {
+    void (*fn)(void *ctx);
+    void *ctx;
+    struct post *next;
+} post_t;
+
+struct sb_http_stream {
+    conn_t *c;
+    sb_http_stream_close_fn on_close;
+    void *ctx;
+    size_t max_queued;
+    bool ending; /* over: no more writes */
 };
 
 static http_parser_settings parser_settings;
@@ -207,6 +234,17 @@ const char *sb_http_header(const sb_http_request_t *req, const char *name)
     for (size_t i = 0; i < req->nheaders; i++)
         if (strcasecmp(req->headers[i].name, name) == 0) return req->headers[i].value;
     return NULL;
+}
+
+bool sb_http_peer(const sb_http_request_t *req, char *buf, size_t n)
+{
+    const req_t *r = (const req_t *)req;
+    if (r == NULL || buf == NULL || n == 0 || r->conn == NULL || r->conn->peer[0] == '\0')
+        return false;
+    size_t len = strlen(r->conn->peer);
+    if (len + 1 > n) return false;
+    memcpy(buf, r->conn->peer, len + 1);
+    return true;
 }
 
 static int hexval(char ch)
@@ -361,6 +399,14 @@ static void conn_close(conn_t *c)
         c->busy->conn = NULL; /* its handler still owns it; the answer will be dropped */
         c->busy = NULL;
     }
+    if (c->stream != NULL) {
+        sb_http_stream_t *st = c->stream;
+        c->stream = NULL;
+        st->c = NULL;
+        srv->nstreams--;
+        st->on_close(st, st->ctx);
+        free(st);
+    }
     uv_timer_stop(&c->timer);
     uv_close((uv_handle_t *)&c->timer, on_conn_closed);
     uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
@@ -428,6 +474,7 @@ static void on_timer(uv_timer_t *t)
         break;
     case C_IDLE:
     case C_CLOSING:
+    case C_STREAM: /* only armed to close a stream that fell behind */
         conn_close(c);
         break;
     }
@@ -450,6 +497,12 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     if (c->state == C_CLOSING) return; /* lingering: discard */
+    if (c->state == C_STREAM) {
+        /* Nothing is expected from a streaming client; a flood ends the stream. */
+        c->discarded += (size_t)nread;
+        if (c->discarded > STREAM_MAX_DISCARD) conn_close(c);
+        return;
+    }
     sb_buf_append(&c->in, c->rbuf, (size_t)nread);
     process_input(c);
 }
@@ -825,6 +878,14 @@ static void on_connection(uv_stream_t *listener, int status)
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
+    struct sockaddr_storage ss;
+    int sslen = sizeof ss;
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sslen) == 0) {
+        if (ss.ss_family == AF_INET6)
+            (void)uv_ip6_name((struct sockaddr_in6 *)&ss, c->peer, sizeof c->peer);
+        else if (ss.ss_family == AF_INET)
+            (void)uv_ip4_name((struct sockaddr_in *)&ss, c->peer, sizeof c->peer);
+    }
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
     c->state = C_IDLE;
@@ -839,9 +900,27 @@ static void on_connection(uv_stream_t *listener, int status)
 
 /* --- server ------------------------------------------------------------------------------- */
 
+/* Takes the queued posts (under the lock) and runs them in order. Loop thread. */
+static void run_posts(sb_http_server_t *srv)
+{
+    pthread_mutex_lock(&srv->async_mu);
+    post_t *p = srv->posts;
+    srv->posts = NULL;
+    srv->posts_tail = &srv->posts;
+    pthread_mutex_unlock(&srv->async_mu);
+    while (p != NULL) {
+        post_t *next = p->next;
+        p->fn(p->ctx);
+        free(p);
+        p = next;
+    }
+}
+
 static void on_async(uv_async_t *a)
 {
-    begin_stop(a->data);
+    sb_http_server_t *srv = a->data;
+    run_posts(srv);
+    if (atomic_load(&srv->stop_requested)) begin_stop(srv);
 }
 
 static void on_poll(uv_timer_t *t)
@@ -881,6 +960,7 @@ static void begin_stop(sb_http_server_t *srv)
     pthread_mutex_lock(&srv->async_mu);
     srv->async_alive = false;
     pthread_mutex_unlock(&srv->async_mu);
+    run_posts(srv); /* nothing can be queued any more */
     uv_close((uv_handle_t *)&srv->async, on_noop_closed);
     uv_close((uv_handle_t *)&srv->poll, on_noop_closed);
     for (every_t *e = srv->everies; e != NULL;) {
@@ -984,6 +1064,7 @@ sb_result_t sb_http_server_create(sb_http_server_t **out, const char *listen,
     }
     atomic_init(&srv->stop_requested, false);
     pthread_mutex_init(&srv->async_mu, NULL);
+    srv->posts_tail = &srv->posts;
     int rc = uv_loop_init(&srv->loop);
     if (rc != 0) {
         SB_ERROR(MOD, "loop init failed err=%s", uv_err_name(rc));
@@ -1109,4 +1190,126 @@ void sb_http_server_every(sb_http_server_t *srv, uint64_t interval_ms, void (*fn
     uv_timer_start(&e->timer, on_every, interval_ms, interval_ms);
     e->next = srv->everies;
     srv->everies = e;
+}
+
+bool sb_http_server_post(sb_http_server_t *srv, void (*fn)(void *ctx), void *ctx)
+{
+    SB_REQUIRE(srv != NULL && fn != NULL);
+    post_t *p = sb_xcalloc(1, sizeof *p);
+    p->fn = fn;
+    p->ctx = ctx;
+    pthread_mutex_lock(&srv->async_mu);
+    bool ok = srv->async_alive;
+    if (ok) {
+        *srv->posts_tail = p;
+        srv->posts_tail = &p->next;
+        uv_async_send(&srv->async);
+    }
+    pthread_mutex_unlock(&srv->async_mu);
+    if (!ok) free(p);
+    return ok;
+}
+
+/* --- streaming responses ------------------------------------------------------------------ */
+
+sb_http_stream_t *sb_http_stream_start(sb_http_request_t *req, int status, const char *content_type,
+                                       const char *const *extra_headers, size_t max_queued,
+                                       sb_http_stream_close_fn on_close, void *ctx)
+{
+    req_t *r = (req_t *)req;
+    SB_REQUIRE(r != NULL && on_close != NULL);
+    count_response(status, r->t0);
+    conn_t *c = r->conn;
+    if (c == NULL || c->closing || c->srv->stopping) {
+        if (c != NULL && !c->closing) {
+            /* Stopping: a plain answer, then the usual close. */
+            c->busy = NULL;
+            static const char stopping[] = "{\"error\":\"stopping\"}";
+            write_response(c, 503, "application/json", NULL, stopping, sizeof stopping - 1, false,
+                           r->head);
+            req_free(r);
+            begin_linger(c);
+            return NULL;
+        }
+        req_free(r);
+        return NULL;
+    }
+    SB_REQUIRE(c->busy == r);
+    sb_buf_t b = {0};
+    const char *reason = http_status_str((enum http_status)status);
+    if (reason == NULL || reason[0] == '<') reason = "Unknown";
+    sb_buf_appendf(&b, "HTTP/1.1 %d %s\r\n", status, reason);
+    if (content_type != NULL) sb_buf_appendf(&b, "Content-Type: %s\r\n", content_type);
+    sb_buf_appendf(&b, "Connection: close\r\n");
+    for (size_t i = 0; extra_headers != NULL && extra_headers[i] != NULL; i++) {
+        if (!header_line_ok(extra_headers[i])) {
+            SB_WARN(MOD, "response header dropped reason=invalid");
+            continue;
+        }
+        sb_buf_appendf(&b, "%s\r\n", extra_headers[i]);
+    }
+    sb_buf_append(&b, "\r\n", 2);
+    conn_write(c, b.data, b.len);
+    c->busy = NULL;
+    req_free(r);
+    if (c->closing) return NULL; /* the write failed at once */
+
+    sb_http_stream_t *st = sb_xcalloc(1, sizeof *st);
+    st->c = c;
+    st->on_close = on_close;
+    st->ctx = ctx;
+    st->max_queued = max_queued > 0 ? max_queued : 256 * 1024;
+    c->stream = st;
+    c->state = C_STREAM;
+    c->discarded = 0;
+    c->srv->nstreams++;
+    timer_set(c, 0);
+    set_reading(c, true); /* to notice the client leaving */
+    return st;
+}
+
+sb_result_t sb_http_stream_write(sb_http_stream_t *s, const void *data, size_t len)
+{
+    if (s == NULL || s->c == NULL || s->ending || s->c->closing) return SB_E_UNAVAILABLE;
+    conn_t *c = s->c;
+    size_t queued = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+    if (queued + len > s->max_queued) {
+        /* A client this far behind is not reading: close it from the timer, not from here. */
+        s->ending = true;
+        SB_DEBUG(MOD, "stream closed reason=slow_client queued=%zu", queued);
+        uv_timer_start(&c->timer, on_timer, 1, 0);
+        return SB_E_FULL;
+    }
+    if (len == 0) return SB_OK;
+    wreq_t *wr = sb_xcalloc(1, sizeof *wr);
+    wr->c = c;
+    wr->data = sb_xmalloc(len);
+    memcpy(wr->data, data, len);
+    uv_buf_t b = uv_buf_init(wr->data, (unsigned int)len);
+    if (len > UINT32_MAX || uv_write(&wr->w, (uv_stream_t *)&c->tcp, &b, 1, on_write) < 0) {
+        free(wr->data);
+        free(wr);
+        s->ending = true;
+        uv_timer_start(&c->timer, on_timer, 1, 0); /* close from the loop, not from here */
+        return SB_E_UNAVAILABLE;
+    }
+    return SB_OK;
+}
+
+void sb_http_stream_end(sb_http_stream_t *s)
+{
+    if (s == NULL || s->c == NULL || s->ending) return;
+    conn_t *c = s->c;
+    s->ending = true;
+    /* FIN after the queued writes; on_close on the client's EOF or after the linger. */
+    c->state = C_CLOSING;
+    if (uv_shutdown(&c->shut, (uv_stream_t *)&c->tcp, on_shutdown) < 0)
+        uv_timer_start(&c->timer, on_timer, 1, 0);
+    else
+        uv_timer_start(&c->timer, on_timer, LINGER_MS, 0);
+}
+
+size_t sb_http_server_streams(const sb_http_server_t *srv)
+{
+    return srv != NULL ? srv->nstreams : 0;
 }

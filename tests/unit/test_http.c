@@ -650,6 +650,128 @@ static void test_every_and_stop_with_open_connection(void **state)
     raw_close(c);
 }
 
+/* --- streaming ---------------------------------------------------------------------------- */
+
+typedef struct stream_ctx {
+    sb_http_server_t *srv;
+    sb_http_stream_t *st; /* loop thread only */
+    atomic_int closes;
+    atomic_int peer_ok;
+    atomic_int posted;
+    char post_text[32];
+} stream_ctx_t;
+
+static void stream_closed(sb_http_stream_t *st, void *ctx)
+{
+    stream_ctx_t *s = ctx;
+    assert_ptr_equal(st, s->st);
+    s->st = NULL;
+    atomic_fetch_add(&s->closes, 1);
+}
+
+static void h_stream(sb_http_request_t *req)
+{
+    stream_ctx_t *s = req->route_ctx;
+    char peer[64];
+    if (sb_http_peer(req, peer, sizeof peer) && strcmp(peer, "127.0.0.1") == 0)
+        atomic_store(&s->peer_ok, 1);
+    const char *extra[] = {"Cache-Control: no-store", NULL};
+    s->st = sb_http_stream_start(req, 200, "text/event-stream", extra, 4096, stream_closed, s);
+    assert_non_null(s->st);
+    assert_int_equal(sb_http_stream_write(s->st, "data: one\n\n", 11), SB_OK);
+}
+
+/* Runs on the loop thread via sb_http_server_post. */
+static void post_write(void *ctx)
+{
+    stream_ctx_t *s = ctx;
+    if (s->st) {
+        assert_int_equal(sb_http_stream_write(s->st, s->post_text, strlen(s->post_text)), SB_OK);
+        if (strcmp(s->post_text, "data: end\n\n") == 0) sb_http_stream_end(s->st);
+    }
+    atomic_fetch_add(&s->posted, 1);
+}
+
+static void post_flood(void *ctx)
+{
+    stream_ctx_t *s = ctx;
+    char chunk[1024];
+    memset(chunk, 'x', sizeof chunk);
+    sb_result_t rc = SB_OK;
+    /* The client does not read: the queue fills and the stream is refused, then closed. */
+    for (int i = 0; i < 100000 && s->st && rc == SB_OK; i++)
+        rc = sb_http_stream_write(s->st, chunk, sizeof chunk);
+    if (s->st) assert_int_equal(rc, SB_E_FULL);
+    atomic_fetch_add(&s->posted, 1);
+}
+
+static void wait_int(atomic_int *v, int want)
+{
+    for (int i = 0; i < 500 && atomic_load(v) < want; i++)
+        usleep(10000);
+    assert_int_equal(atomic_load(v), want);
+}
+
+static void test_stream(void **state)
+{
+    (void)state;
+    fixture_t *f = fx_create(NULL);
+    stream_ctx_t s = {.srv = f->srv};
+    sb_http_server_route(f->srv, "GET", "/events", 0, h_stream, &s);
+    fx_start(f);
+
+    /* 1. Headers at once, chunks later from another thread, then the server ends it. */
+    rawconn_t *c = raw_connect(f->port);
+    raw_sends(c, "GET /events HTTP/1.1\r\nHost: x\r\n\r\n");
+    while (!memmem(c->buf, c->len, "data: one\n\n", 11))
+        assert_true(raw_fill(c));
+    assert_non_null(strstr(c->buf, "HTTP/1.1 200"));
+    assert_non_null(strcasestr(c->buf, "Content-Type: text/event-stream"));
+    assert_null(strcasestr(c->buf, "Content-Length"));
+    assert_int_equal(atomic_load(&s.peer_ok), 1);
+    snprintf(s.post_text, sizeof s.post_text, "data: two\n\n");
+    assert_true(sb_http_server_post(f->srv, post_write, &s));
+    wait_int(&s.posted, 1);
+    snprintf(s.post_text, sizeof s.post_text, "data: end\n\n");
+    assert_true(sb_http_server_post(f->srv, post_write, &s));
+    wait_int(&s.posted, 2);
+    while (raw_fill(c))
+        ;
+    assert_non_null(memmem(c->buf, c->len, "data: two\n\ndata: end\n\n", 22));
+    raw_close(c);
+    wait_int(&s.closes, 1);
+
+    /* 2. The client leaves: on_close runs once. */
+    c = raw_connect(f->port);
+    raw_sends(c, "GET /events HTTP/1.1\r\nHost: x\r\n\r\n");
+    while (!memmem(c->buf, c->len, "data: one\n\n", 11))
+        assert_true(raw_fill(c));
+    raw_close(c);
+    wait_int(&s.closes, 2);
+
+    /* 3. A client that does not read is cut off once max_queued is exceeded. */
+    c = raw_connect(f->port);
+    int small = 4096;
+    assert_int_equal(setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
+    raw_sends(c, "GET /events HTTP/1.1\r\nHost: x\r\n\r\n");
+    while (!memmem(c->buf, c->len, "data: one\n\n", 11))
+        assert_true(raw_fill(c));
+    assert_true(sb_http_server_post(f->srv, post_flood, &s));
+    wait_int(&s.posted, 3);
+    wait_int(&s.closes, 3);
+    raw_close(c);
+
+    /* 4. The server stops with a stream open: on_close runs, the client sees EOF. */
+    c = raw_connect(f->port);
+    raw_sends(c, "GET /events HTTP/1.1\r\nHost: x\r\n\r\n");
+    while (!memmem(c->buf, c->len, "data: one\n\n", 11))
+        assert_true(raw_fill(c));
+    fx_stop(f);
+    assert_int_equal(atomic_load(&s.closes), 4);
+    assert_true(raw_closed(c));
+    raw_close(c);
+}
+
 int main(void)
 {
     sb_log_init("test_http", SB_LOG_WARN);
@@ -665,6 +787,7 @@ int main(void)
         cmocka_unit_test(test_client),
         cmocka_unit_test(test_stop_before_run_and_destroy_unrun),
         cmocka_unit_test(test_every_and_stop_with_open_connection),
+        cmocka_unit_test(test_stream),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -88,6 +88,13 @@ SB_MUST_CHECK sb_result_t sb_bus_pull_pending(sb_bus_pull_t *pull, uint64_t *out
 SB_MUST_CHECK sb_result_t sb_bus_stream_count(sb_bus_t *bus, const char *stream, const char *filter,
                                               uint64_t *out);
 
+/* Core (non-JetStream) publish for live views: no stream stores it, subscribers that are
+ * connected at that moment get it. Waits until the server has received it (a flush of at most
+ * timeout_ms); SB_E_UNAVAILABLE when disconnected or the flush fails. Blocking; any thread but
+ * a libuv loop thread. data is borrowed. */
+SB_MUST_CHECK sb_result_t sb_bus_publish_core(sb_bus_t *bus, const char *subject, const void *data,
+                                              size_t len, int timeout_ms);
+
 /* Core (non-JetStream) subscription for live views and tests: handler runs on a nats.c
  * thread; its verdict is ignored. */
 typedef struct sb_bus_sub sb_bus_sub_t;

@@ -41,6 +41,10 @@ struct sb_http_request {
     void *route_ctx; /* the ctx given to sb_http_server_route */
 };
 
+/* The client's address as text ("127.0.0.1", "::1"), NUL-terminated into buf of size n; false
+ * when unknown (the connection is gone, or buf is too small). Loop thread (or a pool thread
+ * inside sb_http_defer work for its own request). */
+bool sb_http_peer(const sb_http_request_t *req, char *buf, size_t n);
 /* Case-insensitive header lookup; NULL when absent. */
 const char *sb_http_header(const sb_http_request_t *req, const char *name);
 /* Finds query parameter name (percent-decoded into buf of size n); false when absent or too
@@ -90,5 +94,35 @@ void sb_http_respond_json(sb_http_request_t *req, int status, const char *json);
  * disconnects (then the response is dropped). */
 void sb_http_defer(sb_http_request_t *req, void (*work)(void *ctx),
                    void (*done)(sb_http_request_t *req, void *ctx), void *ctx);
+
+/* Runs fn(ctx) once on the loop thread, soon. Any thread. Returns false when the server is
+ * stopping (fn will not run; ctx stays the caller's). Posts still queued when the server
+ * stops run during the stop, before any connection is closed. */
+SB_MUST_CHECK bool sb_http_server_post(sb_http_server_t *srv, void (*fn)(void *ctx), void *ctx);
+
+/* ---- Streaming responses (server-sent events, long downloads) ----
+ * sb_http_stream_start answers req with the status line and headers now, without a
+ * Content-Length (the body ends when the connection closes), and returns a stream the caller
+ * writes chunks to later from the loop thread. While streaming, the connection keeps reading
+ * so that a client that goes away is noticed at once; whatever the client sends is discarded.
+ * on_close(stream, ctx) runs exactly once on the loop thread when the stream is over: the
+ * client closed or a write failed, the client fell more than max_queued bytes behind, the
+ * server is stopping, or after sb_http_stream_end. It never runs from inside an
+ * sb_http_stream_* call, and the stream is freed when it returns: drop every pointer to it
+ * there. All of these are loop thread only. */
+typedef struct sb_http_stream sb_http_stream_t;
+typedef void (*sb_http_stream_close_fn)(sb_http_stream_t *stream, void *ctx);
+/* Starts streaming the answer to req (which is answered by this call, as by sb_http_respond).
+ * Returns NULL when the client is already gone (on_close is then never called). */
+sb_http_stream_t *sb_http_stream_start(sb_http_request_t *req, int status, const char *content_type,
+                                       const char *const *extra_headers, size_t max_queued,
+                                       sb_http_stream_close_fn on_close, void *ctx);
+/* Queues len bytes (copied). SB_E_FULL when the client is more than max_queued bytes behind
+ * (the stream is then closed soon), SB_E_UNAVAILABLE when it is already closing. */
+SB_MUST_CHECK sb_result_t sb_http_stream_write(sb_http_stream_t *s, const void *data, size_t len);
+/* Ends the stream after the queued bytes are sent; on_close follows. Idempotent. */
+void sb_http_stream_end(sb_http_stream_t *s);
+/* Open streams of the server (for metrics and tests). Loop thread. */
+size_t sb_http_server_streams(const sb_http_server_t *srv);
 
 #endif
