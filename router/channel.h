@@ -6,8 +6,10 @@
  *            normalized items (plain C, all PII still in the clear) --> ingress.c turns each
  *            item into an Envelope with a sealed Contact and publishes it;
  *   GET:     handshake() answers a provider's subscription check (WhatsApp hub.*);
- *   egress:  Outbound + opened Recipient --render()--> method, URL, headers and JSON body that
- *            egress.c sends with the HTTP client.
+ *   egress:  Outbound + opened Recipient + window decision (sb_chan_window_decide) --render()-->
+ *            method, URL, headers and JSON body that egress.c sends with the async HTTP
+ *            client; the provider's answer --parse_response()--> ok / retry / error code and
+ *            the provider's message id (see "Egress" below).
  *
  * Channels are pure: no I/O, no clock (the caller passes "now"), no global state, so that unit
  * tests drive them with fixtures and a fixed clock. Every function here may be called from any
@@ -128,6 +130,94 @@ typedef struct sb_chan_http {
     sb_buf_t body;
 } sb_chan_http_t;
 
+/* ---- Egress: provider windows, the render input, the provider's answer ----
+ * (the sb_chan_window_* and sb_chan_response_* helpers are implemented in egress.c)
+ *
+ * Per Outbound, egress (egress.c) does: window = sb_chan_window_decide(&ch->window, out, now)
+ * -> CLOSED: no send, failed-delivery event "window_closed"; otherwise render(ch, &send, &req)
+ * -> HTTP through the async client (rate limit, concurrency) -> parse_response(ch, status,
+ * body, &res) refines the verdict that egress pre-filled from the HTTP status -> sent (event
+ * with the hashed provider id), retried (JetStream redelivery with back-off) or failed (event
+ * with the HTTP status and the provider's own error code). */
+
+/* A channel's customer-service window rules, filled once from config by the window_policy op
+ * (strings copied by sb_channel_create). All zero/NULL: the channel has no window. */
+typedef struct sb_chan_window_policy {
+    int64_t free_ms;               /* free-form messages allowed this long after the customer's last
+                                      message (WhatsApp, Messenger, Instagram: 24 h); 0 = no window */
+    int64_t agent_tag_ms;          /* agent replies (AUTHOR_AGENT) allowed with a human-agent tag up
+                                      to this long after it (Messenger/Instagram HUMAN_AGENT: 7 days);
+                                      0 = none */
+    const char *template_name;     /* outside the window, send this approved template instead
+                                      (WhatsApp); NULL/"" = none */
+    const char *template_language; /* its language code ("en") */
+} sb_chan_window_policy_t;
+
+/* The window decision for one Outbound. */
+typedef enum sb_chan_window {
+    SB_CHAN_WINDOW_OPEN = 0,    /* free-form allowed (inside the window, or no window) */
+    SB_CHAN_WINDOW_HUMAN_AGENT, /* outside the free window, agent reply within agent_tag_ms:
+                                   Meta `messaging_type: MESSAGE_TAG, tag: HUMAN_AGENT` */
+    SB_CHAN_WINDOW_TEMPLATE,    /* outside the window: send the policy's template instead */
+    SB_CHAN_WINDOW_CLOSED,      /* nothing may be sent: egress fails it "window_closed" and
+                                   never calls render */
+} sb_chan_window_t;
+
+/* Decides the window of out at now_ms under policy p (pure; any thread):
+ *   - no window (p->free_ms == 0), or out->template_name set while the policy has a template
+ *     (a template may always be sent), or out->last_customer_message_ms unknown (0: older
+ *     producers; the provider then judges) -> OPEN;
+ *   - now - last <= free_ms -> OPEN;
+ *   - author AGENT and now - last <= agent_tag_ms -> HUMAN_AGENT;
+ *   - a template configured -> TEMPLATE;
+ *   - else CLOSED. */
+sb_chan_window_t sb_chan_window_decide(const sb_chan_window_policy_t *p, const sb_outbound_t *out,
+                                       int64_t now_ms);
+/* "open", "human_agent", "template", "closed". */
+const char *sb_chan_window_name(sb_chan_window_t w);
+
+/* Everything render needs for one send. Borrowed for the duration of the call. */
+typedef struct sb_chan_send {
+    const sb_outbound_t *out;
+    const sb_recipient_t *rcpt; /* opened Recipient: address, account, session (PII) */
+    const char *api_base;       /* the API base to use, no trailing '/' */
+    int64_t now_s;              /* signing time */
+    sb_chan_window_t window;    /* never CLOSED: OPEN, HUMAN_AGENT or TEMPLATE */
+    const char *template_name;  /* window == TEMPLATE: the template to send and its language */
+    const char *template_language;
+} sb_chan_send_t;
+
+/* What a provider's answer means. Egress pre-fills it from the HTTP status (ok = 2xx;
+ * retry = 408, 425, 429, 5xx or no response; retry_after_ms from the Retry-After header or
+ * -1; codes empty), then the channel's parse_response refines it from the body. */
+typedef struct sb_chan_response {
+    bool ok;                          /* the provider accepted the message */
+    bool retry;                       /* not ok, but transient: redeliver with back-off */
+    int64_t retry_after_ms;           /* provider's minimum wait before a retry, -1 when none */
+    int64_t error_code;               /* the provider's numeric error code (WhatsApp/Messenger
+                                         error.code, Telegram error_code, Twilio code), 0 when none */
+    char error[64];                   /* the provider's error code as a short token ("131047",
+                                         "channel_not_found"): [A-Za-z0-9_.-] only, never free text
+                                         (descriptions may quote user data); "" when none */
+    char provider_id[SB_CHAN_MAX_ID]; /* raw provider id of the sent message (wamid, mid,
+                                         "<chat>:<message_id>", ts, sid); "" when unknown.
+                                         Egress only ever publishes its keyed hash. */
+} sb_chan_response_t;
+
+/* Copies s into a response's error token, keeping [A-Za-z0-9_.-] and cutting at 63 bytes; a
+ * token with other characters becomes "" (it may be free text). */
+void sb_chan_response_set_error(sb_chan_response_t *res, const char *s);
+/* Copies a provider message id (NULL or longer than SB_CHAN_MAX_ID - 1: "" ). */
+void sb_chan_response_set_id(sb_chan_response_t *res, const char *id);
+/* parse_response for Meta Graph send APIs (WhatsApp, Messenger, Instagram): the provider id
+ * from messages[0].id or message_id; error.code (+ error_subcode as the token when present,
+ * else the code) on failure; Graph's throttling and temporary codes (1, 2, 4, 17, 32, 613,
+ * 80007, 130429, 131056, 133004) are retried whatever the HTTP status. */
+void sb_chan_graph_parse_response(const char *body, size_t len, sb_chan_response_t *res);
+
+#define SB_CHAN_WINDOW_24H_MS (24LL * 3600 * 1000)
+#define SB_CHAN_WINDOW_7D_MS (7LL * 24 * 3600 * 1000)
+
 typedef struct sb_channel sb_channel_t;
 
 typedef struct sb_channel_ops {
@@ -159,20 +249,43 @@ typedef struct sb_channel_ops {
      * malformed input is reported inside the batch (quarantine or reject_status). */
     SB_MUST_CHECK sb_result_t (*parse)(const sb_channel_t *ch, const uint8_t *body, size_t len,
                                        sb_chan_batch_t *out);
-    /* Renders the API call that delivers out to rcpt, with api_base (no trailing '/') and the
-     * signing time now_s. SB_E_INVALID when the recipient or message cannot be sent on this
-     * channel; *req is written only on success. */
-    SB_MUST_CHECK sb_result_t (*render)(const sb_channel_t *ch, const sb_outbound_t *out,
-                                        const sb_recipient_t *rcpt, const char *api_base,
-                                        int64_t now_s, sb_chan_http_t *req);
+    /* ---- egress ---- */
+    /* Renders the API call that delivers send->out to send->rcpt at send->api_base, honouring
+     * send->window (TEMPLATE: send send->template_name instead of the text; HUMAN_AGENT: the
+     * Meta human-agent tag). SB_E_INVALID when the recipient or message cannot be sent on
+     * this channel; *req is written only on success. Pure; any thread. Egress adds
+     * `Idempotency-Key: <out->message_id>` itself. */
+    SB_MUST_CHECK sb_result_t (*render)(const sb_channel_t *ch, const sb_chan_send_t *send,
+                                        sb_chan_http_t *req);
+    /* Optional (NULL: the HTTP status alone decides): refines *res, pre-filled from status,
+     * with the provider's body (len bytes, NUL-terminated, possibly empty or not JSON):
+     * provider message id on success, error code/token on failure, and ok/retry where the
+     * body overrides the status (Slack answers errors with 200 and "ok":false; Telegram's
+     * parameters.retry_after). Never fails; must not copy free text into res. Any thread. */
+    void (*parse_response)(const sb_channel_t *ch, long status, const char *body, size_t len,
+                           sb_chan_response_t *res);
+    /* Optional (NULL: no window): the channel's window rules from cfg (strings borrowed from
+     * cfg; sb_channel_create copies them into ch->window). */
+    void (*window_policy)(const sb_config_t *cfg, sb_chan_window_policy_t *out);
+    /* Optional (NULL: unlimited): channels.<name>.rate_per_s from cfg; 0 = unlimited. */
+    int64_t (*rate_per_s)(const sb_config_t *cfg);
+    /* Optional (NULL: every send is rendered and sent over HTTP): delivers in-process instead
+     * (e.g. the web chat's own SSE sessions). Called by egress on its consumer thread, never
+     * on a loop thread; may block briefly. SB_OK = delivered (provider_id may be filled, size
+     * SB_CHAN_MAX_ID); SB_E_UNAVAILABLE = retry later; anything else = failed for good. When
+     * it returns SB_E_NOT_FOUND egress falls back to render + HTTP (e.g. no live session). */
+    SB_MUST_CHECK sb_result_t (*deliver)(const sb_channel_t *ch, const sb_chan_send_t *send,
+                                         char *provider_id);
 } sb_channel_ops_t;
 
 /* A configured channel. Immutable after sb_channel_create; any thread may use it. */
 struct sb_channel {
     const sb_channel_ops_t *ops;
     size_t max_body;
-    char *api_base; /* the channel's own API base ("" when none) */
-    void *priv;     /* the channel's secrets; wiped by destroy */
+    char *api_base;                 /* the channel's own API base ("" when none) */
+    void *priv;                     /* the channel's secrets; wiped by destroy */
+    sb_chan_window_policy_t window; /* from ops->window_policy, strings owned */
+    int64_t rate_per_s;             /* from ops->rate_per_s; 0 = unlimited */
 };
 
 /* The table of every channel the router knows, NULL-terminated. */

@@ -331,11 +331,14 @@ done:
 
 /* ---- render ---- */
 
-static sb_result_t wc_render(const sb_channel_t *ch, const sb_outbound_t *o,
-                             const sb_recipient_t *rcpt, const char *api_base, int64_t now_s,
+static sb_result_t wc_render(const sb_channel_t *ch, const sb_chan_send_t *send,
                              sb_chan_http_t *req)
 {
     const wc_priv_t *p = ch->priv;
+    const sb_outbound_t *o = send->out;
+    const sb_recipient_t *rcpt = send->rcpt;
+    const char *api_base = send->api_base;
+    int64_t now_s = send->now_s;
     if (!rcpt->address || !*rcpt->address || !o->message_id || !*o->message_id || p->nkeys == 0)
         return SB_E_INVALID;
     cJSON *root = cJSON_CreateObject();
@@ -389,6 +392,11 @@ static sb_result_t wc_render(const sb_channel_t *ch, const sb_outbound_t *o,
     return SB_OK;
 }
 
+static int64_t wc_rate_per_s(const sb_config_t *cfg)
+{
+    return cfg->webchat.rate_per_s;
+}
+
 const sb_channel_ops_t sb_channel_webchat = {
     .name = "webchat",
     .ingress_path = "/v1/ingress/webchat/events",
@@ -402,4 +410,5 @@ const sb_channel_ops_t sb_channel_webchat = {
     .handshake = NULL,
     .parse = wc_parse,
     .render = wc_render,
+    .rate_per_s = wc_rate_per_s,
 };

@@ -406,12 +406,13 @@ static bool is_path_token(const char *s)
     return n > 0 && n <= 64;
 }
 
-static sb_result_t wa_render(const sb_channel_t *ch, const sb_outbound_t *o,
-                             const sb_recipient_t *rcpt, const char *api_base, int64_t now_s,
+static sb_result_t wa_render(const sb_channel_t *ch, const sb_chan_send_t *send,
                              sb_chan_http_t *req)
 {
-    (void)now_s;
     const wa_priv_t *p = ch->priv;
+    const sb_outbound_t *o = send->out;
+    const sb_recipient_t *rcpt = send->rcpt;
+    const char *api_base = send->api_base;
     if (!rcpt->address || !*rcpt->address || !rcpt->account_id || !*rcpt->account_id ||
         !is_path_token(rcpt->account_id))
         return SB_E_INVALID;
@@ -439,7 +440,18 @@ static sb_result_t wa_render(const sb_channel_t *ch, const sb_outbound_t *o,
             buttons_fit = false;
     }
 
-    if (o->template_name && *o->template_name) {
+    if (send->window == SB_CHAN_WINDOW_TEMPLATE && send->template_name && *send->template_name) {
+        /* The 24-hour window is closed: only an approved template may go out (a free-form
+         * message would fail with 131047). The configured re-engagement template has no
+         * parameters: the reply text is not sent. */
+        cJSON_AddStringToObject(root, "type", "template");
+        cJSON *tpl = cJSON_AddObjectToObject(root, "template");
+        cJSON_AddStringToObject(tpl, "name", send->template_name);
+        cJSON *lang = cJSON_AddObjectToObject(tpl, "language");
+        cJSON_AddStringToObject(
+            lang, "code",
+            send->template_language && *send->template_language ? send->template_language : "en");
+    } else if (o->template_name && *o->template_name) {
         cJSON_AddStringToObject(root, "type", "template");
         cJSON *tpl = cJSON_AddObjectToObject(root, "template");
         cJSON_AddStringToObject(tpl, "name", o->template_name);
@@ -491,6 +503,29 @@ static sb_result_t wa_render(const sb_channel_t *ch, const sb_outbound_t *o,
     return SB_OK;
 }
 
+/* Meta Graph answers: messages[0].id on success, error{code, ...} on failure. */
+static void wa_parse_response(const sb_channel_t *ch, long status, const char *body, size_t len,
+                              sb_chan_response_t *res)
+{
+    (void)ch;
+    (void)status;
+    sb_chan_graph_parse_response(body, len, res);
+}
+
+/* 24 h customer-service window; outside it the configured template (if any). */
+static void wa_window_policy(const sb_config_t *cfg, sb_chan_window_policy_t *out)
+{
+    out->free_ms = SB_CHAN_WINDOW_24H_MS;
+    out->agent_tag_ms = 0;
+    out->template_name = cfg->whatsapp.window_template;
+    out->template_language = cfg->whatsapp.template_language;
+}
+
+static int64_t wa_rate_per_s(const sb_config_t *cfg)
+{
+    return cfg->whatsapp.rate_per_s;
+}
+
 const sb_channel_ops_t sb_channel_whatsapp = {
     .name = "whatsapp",
     .ingress_path = "/v1/ingress/whatsapp",
@@ -504,4 +539,7 @@ const sb_channel_ops_t sb_channel_whatsapp = {
     .handshake = wa_handshake,
     .parse = wa_parse,
     .render = wa_render,
+    .parse_response = wa_parse_response,
+    .window_policy = wa_window_policy,
+    .rate_per_s = wa_rate_per_s,
 };

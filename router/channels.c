@@ -40,8 +40,23 @@ sb_result_t sb_channel_create(const sb_channel_ops_t *ops, const sb_config_t *cf
     while (blen > 0 && base[blen - 1] == '/')
         blen--; /* we join with '/' ourselves */
     ch->api_base = sb_xstrndup(base ? base : "", blen);
+    /* Egress rules (window, rate) are plain config: copied here so channels stay declarative. */
+    if (ops->window_policy) {
+        sb_chan_window_policy_t w = {0};
+        ops->window_policy(cfg, &w);
+        ch->window.free_ms = w.free_ms;
+        ch->window.agent_tag_ms = w.agent_tag_ms;
+        ch->window.template_name =
+            w.template_name && *w.template_name ? sb_xstrdup(w.template_name) : NULL;
+        ch->window.template_language =
+            sb_xstrdup(w.template_language && *w.template_language ? w.template_language : "en");
+    }
+    ch->rate_per_s = ops->rate_per_s ? ops->rate_per_s(cfg) : 0;
+    if (ch->rate_per_s < 0) ch->rate_per_s = 0;
     sb_result_t rc = ops->create(ch, cfg, err, errlen);
     if (rc != SB_OK) {
+        free((char *)ch->window.template_name);
+        free((char *)ch->window.template_language);
         free(ch->api_base);
         free(ch);
         return rc;
@@ -54,6 +69,8 @@ void sb_channel_destroy(sb_channel_t *ch)
 {
     if (!ch) return;
     ch->ops->destroy(ch);
+    free((char *)ch->window.template_name);
+    free((char *)ch->window.template_language);
     free(ch->api_base);
     free(ch);
 }

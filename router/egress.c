@@ -16,6 +16,8 @@
 #include "sb/metrics.h"
 #include "sb/service.h"
 
+#include <cjson/cJSON.h>
+
 #define MOD "egress"
 #define DURABLE "egress"
 #define FETCH_MAX 16
@@ -151,7 +153,18 @@ static sb_result_t on_outbound(void *ctx, const sb_bus_msg_t *msg)
         rc = give_up(eg, c, o, "bad_recipient", 0);
         goto out;
     }
-    if (c->ch->ops->render(c->ch, o, rcpt, c->api_base, sb_router_now_s(), &req) != SB_OK) {
+    sb_chan_send_t send = {.out = o,
+                           .rcpt = rcpt,
+                           .api_base = c->api_base,
+                           .now_s = sb_router_now_s(),
+                           .window = sb_chan_window_decide(&c->ch->window, o, sb_now_ms()),
+                           .template_name = c->ch->window.template_name,
+                           .template_language = c->ch->window.template_language};
+    if (send.window == SB_CHAN_WINDOW_CLOSED) {
+        rc = give_up(eg, c, o, "window_closed", 0);
+        goto out;
+    }
+    if (c->ch->ops->render(c->ch, &send, &req) != SB_OK) {
         rc = give_up(eg, c, o, "render", 0);
         goto out;
     }
@@ -291,4 +304,88 @@ void sb_egress_stop(sb_egress_t *eg)
     sb_http_client_destroy(eg->client);
     sb_seal_wipe(eg->o.recipient_sk, sizeof eg->o.recipient_sk);
     free(eg);
+}
+
+/* ---- channel egress helpers (declared in channel.h) ---- */
+
+sb_chan_window_t sb_chan_window_decide(const sb_chan_window_policy_t *p, const sb_outbound_t *o,
+                                       int64_t now_ms)
+{
+    bool has_template = p->template_name && *p->template_name;
+    if (p->free_ms <= 0) return SB_CHAN_WINDOW_OPEN;
+    if (o->template_name && *o->template_name && has_template) return SB_CHAN_WINDOW_OPEN;
+    if (o->last_customer_message_ms <= 0) return SB_CHAN_WINDOW_OPEN;
+    int64_t age = now_ms - o->last_customer_message_ms;
+    if (age <= p->free_ms) return SB_CHAN_WINDOW_OPEN;
+    if (p->agent_tag_ms > 0 && o->author == SWITCHBOARD__V1__AUTHOR__AUTHOR_AGENT &&
+        age <= p->agent_tag_ms)
+        return SB_CHAN_WINDOW_HUMAN_AGENT;
+    if (has_template) return SB_CHAN_WINDOW_TEMPLATE;
+    return SB_CHAN_WINDOW_CLOSED;
+}
+
+const char *sb_chan_window_name(sb_chan_window_t w)
+{
+    switch (w) {
+    case SB_CHAN_WINDOW_OPEN:
+        return "open";
+    case SB_CHAN_WINDOW_HUMAN_AGENT:
+        return "human_agent";
+    case SB_CHAN_WINDOW_TEMPLATE:
+        return "template";
+    case SB_CHAN_WINDOW_CLOSED:
+        return "closed";
+    }
+    return "unknown";
+}
+
+void sb_chan_response_set_error(sb_chan_response_t *res, const char *s)
+{
+    res->error[0] = '\0';
+    if (!s) return;
+    size_t n = 0;
+    for (; s[n] && n < sizeof res->error - 1; n++) {
+        char ch = s[n];
+        if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+              ch == '_' || ch == '.' || ch == '-'))
+            return; /* may be free text: keep nothing */
+        res->error[n] = ch;
+    }
+    res->error[n] = '\0';
+}
+
+void sb_chan_response_set_id(sb_chan_response_t *res, const char *id)
+{
+    res->provider_id[0] = '\0';
+    if (!id || strlen(id) >= sizeof res->provider_id) return;
+    snprintf(res->provider_id, sizeof res->provider_id, "%s", id);
+}
+
+void sb_chan_graph_parse_response(const char *body, size_t len, sb_chan_response_t *res)
+{
+    cJSON *j = sb_chan_json_parse((const uint8_t *)body, len);
+    if (!j) return;
+    const cJSON *msgs = sb_chan_json_arr(j, "messages");
+    const cJSON *first = msgs ? cJSON_GetArrayItem(msgs, 0) : NULL;
+    const char *id = first ? sb_chan_json_str(first, "id", SB_CHAN_MAX_ID - 1) : NULL;
+    if (!id) id = sb_chan_json_str(j, "message_id", SB_CHAN_MAX_ID - 1);
+    if (id) sb_chan_response_set_id(res, id);
+    const cJSON *err = sb_chan_json_obj(j, "error");
+    const cJSON *code = err ? cJSON_GetObjectItemCaseSensitive(err, "code") : NULL;
+    if (cJSON_IsNumber(code)) {
+        static const int64_t transient[] = {1, 2, 4, 17, 32, 613, 80007, 130429, 131056, 133004};
+        int64_t c = (int64_t)code->valuedouble;
+        char tok[32];
+        res->error_code = c;
+        res->ok = false;
+        const cJSON *sub = cJSON_GetObjectItemCaseSensitive(err, "error_subcode");
+        if (cJSON_IsNumber(sub))
+            snprintf(tok, sizeof tok, "%lld.%lld", (long long)c, (long long)sub->valuedouble);
+        else
+            snprintf(tok, sizeof tok, "%lld", (long long)c);
+        sb_chan_response_set_error(res, tok);
+        for (size_t i = 0; i < sizeof transient / sizeof transient[0]; i++)
+            if (c == transient[i]) res->retry = true;
+    }
+    cJSON_Delete(j);
 }

@@ -71,7 +71,10 @@ static void render_text(const uint8_t *data, size_t size)
     o.message_id = (char *)"out:fuzz";
     o.text = text;
     sb_chan_http_t req = {0};
-    if (sb_channel_webchat.render(ch, &o, &rc, "http://127.0.0.1/x", 1, &req) == SB_OK) {
+    if (sb_channel_webchat.render(
+            ch,
+            &(sb_chan_send_t){.out = &o, .rcpt = &rc, .api_base = "http://127.0.0.1/x", .now_s = 1},
+            &req) == SB_OK) {
         cJSON *j = cJSON_ParseWithLength(req.body.data, req.body.len);
         if (!j) abort();
         cJSON_Delete(j);

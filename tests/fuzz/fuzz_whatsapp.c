@@ -107,7 +107,11 @@ static void render_text(const uint8_t *data, size_t size)
     o.buttons = bp;
     o.n_buttons = 1;
     sb_chan_http_t req = {0};
-    if (sb_channel_whatsapp.render(ch, &o, &rc, "http://127.0.0.1", 1, &req) != SB_OK) abort();
+    if (sb_channel_whatsapp.render(
+            ch,
+            &(sb_chan_send_t){.out = &o, .rcpt = &rc, .api_base = "http://127.0.0.1", .now_s = 1},
+            &req) != SB_OK)
+        abort();
     cJSON *j = cJSON_ParseWithLength(req.body.data, req.body.len);
     if (!j) abort();
     cJSON_Delete(j);

@@ -311,9 +311,11 @@ static void test_render(void **state)
     o.n_buttons = 2;
 
     sb_chan_http_t req = {0};
-    assert_int_equal(sb_channel_webchat.render(ch, &o, &rc, "https://widget.example.org/hooks",
-                                               1772442950, &req),
-                     SB_OK);
+    sb_chan_send_t send = {.out = &o,
+                           .rcpt = &rc,
+                           .api_base = "https://widget.example.org/hooks",
+                           .now_s = 1772442950};
+    assert_int_equal(sb_channel_webchat.render(ch, &send, &req), SB_OK);
     assert_string_equal(req.method, "POST");
     assert_string_equal(req.url, "https://widget.example.org/hooks/messages");
     cJSON *j = cJSON_ParseWithLength(req.body.data, req.body.len);
@@ -355,12 +357,14 @@ static void test_render(void **state)
     /* The bot is the default author; no address, no send. */
     o.author = SWITCHBOARD__V1__AUTHOR__AUTHOR_BOT;
     o.n_buttons = 0;
-    assert_int_equal(sb_channel_webchat.render(ch, &o, &rc, "http://x", 1, &req), SB_OK);
+    send.api_base = "http://x";
+    send.now_s = 1;
+    assert_int_equal(sb_channel_webchat.render(ch, &send, &req), SB_OK);
     assert_non_null(strstr(req.body.data, "\"author\":\"bot\""));
     assert_null(strstr(req.body.data, "buttons"));
     sb_chan_http_free(&req);
     rc.address = (char *)"";
-    assert_int_equal(sb_channel_webchat.render(ch, &o, &rc, "http://x", 1, &req), SB_E_INVALID);
+    assert_int_equal(sb_channel_webchat.render(ch, &send, &req), SB_E_INVALID);
     sb_channel_destroy(ch);
 }
 

@@ -290,8 +290,9 @@ static cJSON *render(sb_channel_t *ch, const sb_outbound_t *o, const sb_recipien
                      sb_chan_http_t *req)
 {
     memset(req, 0, sizeof *req);
-    assert_int_equal(
-        sb_channel_whatsapp.render(ch, o, rc, "https://graph.example.org/v19.0", 1, req), SB_OK);
+    sb_chan_send_t send = {
+        .out = o, .rcpt = rc, .api_base = "https://graph.example.org/v19.0", .now_s = 1};
+    assert_int_equal(sb_channel_whatsapp.render(ch, &send, req), SB_OK);
     cJSON *j = cJSON_ParseWithLength(req->body.data, req->body.len);
     assert_non_null(j);
     return j;
@@ -392,9 +393,17 @@ static void test_render(void **state)
 
     /* No account to send from, or one that would break out of the URL path: refused. */
     rc.account_id = (char *)"";
-    assert_int_equal(sb_channel_whatsapp.render(ch, &o, &rc, "http://x", 1, &req), SB_E_INVALID);
+    assert_int_equal(
+        sb_channel_whatsapp.render(
+            ch, &(sb_chan_send_t){.out = &o, .rcpt = &rc, .api_base = "http://x", .now_s = 1},
+            &req),
+        SB_E_INVALID);
     rc.account_id = (char *)"../me";
-    assert_int_equal(sb_channel_whatsapp.render(ch, &o, &rc, "http://x", 1, &req), SB_E_INVALID);
+    assert_int_equal(
+        sb_channel_whatsapp.render(
+            ch, &(sb_chan_send_t){.out = &o, .rcpt = &rc, .api_base = "http://x", .now_s = 1},
+            &req),
+        SB_E_INVALID);
     sb_channel_destroy(ch);
 }
 
