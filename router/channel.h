@@ -307,6 +307,12 @@ void sb_chan_item_free(sb_chan_item_t *it);
 void sb_chan_batch_free(sb_chan_batch_t *b);
 /* Frees everything req owns and zeroes it. */
 void sb_chan_http_free(sb_chan_http_t *req);
+/* Appends a zeroed item slot to b (growing b->items; *cap is the slot capacity, 0 at first)
+ * and returns it, or NULL when b already holds SB_CHAN_MAX_ITEMS. The slot counts only once
+ * the caller increments b->nitems; otherwise the next call reuses it (free it first). */
+sb_chan_item_t *sb_chan_batch_slot(sb_chan_batch_t *b, size_t *cap);
+/* Marks b for quarantine; the first reason (static, no PII) is kept. */
+void sb_chan_batch_quarantine(sb_chan_batch_t *b, const char *reason);
 
 /* The router's clock in Unix seconds (see the top of this file for SB_TEST_NOW). Any thread. */
 int64_t sb_router_now_s(void);

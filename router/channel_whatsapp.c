@@ -6,11 +6,13 @@
  * item with dedup key `wa:<wamid>` or `wa-st:<wamid>:<status>`. Items that cannot be read make
  * the whole raw body go to quarantine (the readable ones are still published), because Meta
  * retries any non-2xx for up to 7 days. GET answers the hub.* subscription handshake.
+ * Signatures and the handshake are Meta's shared code (meta.c).
  *
  * Egress: POST <base>/<phone_number_id>/messages with a bearer token: text, up to three reply
  * buttons (titles <= 20 characters) as an interactive message, more as a numbered text list,
  * or an approved template when the Outbound names one. */
 #include "channel.h"
+#include "meta.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -23,12 +25,9 @@
 #define WA_MAX_BUTTONS 3
 #define WA_MAX_BUTTON_TITLE 20
 #define WA_MAX_TEXT 4096
-#define WA_MAX_CHALLENGE 256
 
 typedef struct wa_priv {
-    char *secrets[SB_CHAN_MAX_SECRETS];
-    size_t nsecrets;
-    char *verify_token;
+    sb_meta_auth_t auth; /* app secrets and verify token (meta.c) */
     char *access_token;
 } wa_priv_t;
 
@@ -50,21 +49,15 @@ static const char *wa_api_base(const sb_config_t *cfg)
 static const char *const wa_required[] = {"channels.whatsapp.app_secret",
                                           "channels.whatsapp.verify_token", NULL};
 
-static void wipe_free(char *s)
-{
-    if (!s) return;
-    sb_seal_wipe(s, strlen(s));
-    free(s);
-}
-
 static void wa_destroy(sb_channel_t *ch)
 {
     wa_priv_t *p = ch->priv;
     if (!p) return;
-    for (size_t i = 0; i < p->nsecrets; i++)
-        wipe_free(p->secrets[i]);
-    wipe_free(p->verify_token);
-    wipe_free(p->access_token);
+    sb_meta_auth_close(&p->auth);
+    if (p->access_token) {
+        sb_seal_wipe(p->access_token, strlen(p->access_token));
+        free(p->access_token);
+    }
     free(p);
     ch->priv = NULL;
 }
@@ -72,21 +65,15 @@ static void wa_destroy(sb_channel_t *ch)
 static sb_result_t wa_create(sb_channel_t *ch, const sb_config_t *cfg, char *err, size_t errlen)
 {
     wa_priv_t *p = sb_xcalloc(1, sizeof *p);
-    char *store = NULL;
-    const char *tok[SB_CHAN_MAX_SECRETS];
-    p->nsecrets = sb_chan_split_secrets(cfg->whatsapp.app_secret, &store, tok, SB_CHAN_MAX_SECRETS);
-    for (size_t i = 0; i < p->nsecrets; i++)
-        p->secrets[i] = sb_xstrdup(tok[i]);
-    sb_seal_wipe(store, strlen(store));
-    free(store);
-    p->verify_token = sb_xstrdup(cfg->whatsapp.verify_token ? cfg->whatsapp.verify_token : "");
+    sb_result_t rc =
+        sb_meta_auth_init(&p->auth, "channels.whatsapp.app_secret", cfg->whatsapp.app_secret,
+                          cfg->whatsapp.verify_token, err, errlen);
+    if (rc != SB_OK) {
+        free(p);
+        return rc;
+    }
     p->access_token = sb_xstrdup(cfg->whatsapp.access_token ? cfg->whatsapp.access_token : "");
     ch->priv = p;
-    if (p->nsecrets == 0) {
-        snprintf(err, errlen, "channels.whatsapp.app_secret: not set");
-        wa_destroy(ch);
-        return SB_E_CONFIG;
-    }
     return SB_OK;
 }
 
@@ -95,51 +82,14 @@ static sb_result_t wa_verify(const sb_channel_t *ch, const sb_http_request_t *re
 {
     (void)now_s; /* Meta signs no timestamp: replay protection is TLS + dedup on the wamid */
     const wa_priv_t *p = ch->priv;
-    const char *h = sb_http_header(req, "X-Hub-Signature-256");
-    if (!h || !*h) {
-        *reason = "missing_signature";
-        return SB_E_AUTH;
-    }
-    uint8_t got[32];
-    size_t glen = 0;
-    if (strncmp(h, "sha256=", 7) != 0 || strlen(h + 7) != 64 ||
-        sb_seal_hex_decode(got, sizeof got, &glen, h + 7, 64) != SB_OK || glen != 32) {
-        *reason = "malformed_signature";
-        return SB_E_AUTH;
-    }
-    bool ok = false;
-    for (size_t i = 0; i < p->nsecrets; i++) {
-        uint8_t mac[32];
-        sb_seal_part_t part = {req->body, req->body_len};
-        sb_seal_hmac_sha256(mac, p->secrets[i], strlen(p->secrets[i]), &part, 1);
-        ok |= sb_seal_equal(mac, got, sizeof mac);
-        sb_seal_wipe(mac, sizeof mac);
-    }
-    if (!ok) {
-        *reason = "bad_signature";
-        return SB_E_AUTH;
-    }
-    return SB_OK;
+    return sb_meta_verify(&p->auth, req, reason);
 }
 
 static int wa_handshake(const sb_channel_t *ch, const sb_http_request_t *req, char *body,
                         size_t bodylen)
 {
     const wa_priv_t *p = ch->priv;
-    char mode[32], token[256], challenge[WA_MAX_CHALLENGE + 1];
-    body[0] = '\0';
-    if (!sb_http_query_param(req, "hub.mode", mode, sizeof mode) ||
-        !sb_http_query_param(req, "hub.verify_token", token, sizeof token) ||
-        !sb_http_query_param(req, "hub.challenge", challenge, sizeof challenge))
-        return 403;
-    bool match =
-        sb_chan_secret_equal(token, strlen(token), p->verify_token, strlen(p->verify_token));
-    sb_seal_wipe(token, sizeof token);
-    if (strcmp(mode, "subscribe") != 0 || !match || !*p->verify_token || !challenge[0] ||
-        strlen(challenge) >= bodylen)
-        return 403;
-    snprintf(body, bodylen, "%s", challenge);
-    return 200;
+    return sb_meta_handshake(&p->auth, req, body, bodylen);
 }
 
 /* ---- parse ---- */
@@ -298,34 +248,15 @@ static bool parse_status(const cJSON *s, const char *account, sb_chan_item_t *it
     return true;
 }
 
-/* Appends a zeroed item, or NULL when the batch is full. */
-static sb_chan_item_t *add_item(sb_chan_batch_t *out, size_t *cap)
-{
-    if (out->nitems >= SB_CHAN_MAX_ITEMS) return NULL;
-    if (out->nitems == *cap) {
-        *cap = *cap ? *cap * 2 : 4;
-        out->items = sb_xrealloc(out->items, *cap * sizeof *out->items);
-    }
-    sb_chan_item_t *it = &out->items[out->nitems];
-    memset(it, 0, sizeof *it);
-    return it;
-}
-
-static void quarantine(sb_chan_batch_t *out, const char *reason)
-{
-    if (!out->quarantine) out->reason = reason;
-    out->quarantine = true;
-}
-
 static void parse_list(sb_chan_batch_t *out, size_t *cap, const cJSON *arr, bool statuses,
                        const cJSON *contacts, const char *account)
 {
     const cJSON *x;
     cJSON_ArrayForEach(x, arr)
     {
-        sb_chan_item_t *it = add_item(out, cap);
+        sb_chan_item_t *it = sb_chan_batch_slot(out, cap);
         if (!it) {
-            quarantine(out, "too many items");
+            sb_chan_batch_quarantine(out, "too many items");
             return;
         }
         bool ok = statuses ? parse_status(x, account, it) : parse_message(x, contacts, account, it);
@@ -333,7 +264,7 @@ static void parse_list(sb_chan_batch_t *out, size_t *cap, const cJSON *arr, bool
             out->nitems++;
         } else {
             sb_chan_item_free(it); /* the slot is reused by the next item */
-            quarantine(out, statuses ? "unreadable status" : "unreadable message");
+            sb_chan_batch_quarantine(out, statuses ? "unreadable status" : "unreadable message");
         }
     }
 }
@@ -346,11 +277,11 @@ static sb_result_t wa_parse(const sb_channel_t *ch, const uint8_t *body, size_t 
     const char *object = sb_chan_json_str(root, "object", 64);
     const cJSON *entries = sb_chan_json_arr(root, "entry");
     if (!root) {
-        quarantine(out, "body is not JSON");
+        sb_chan_batch_quarantine(out, "body is not JSON");
         goto done;
     }
     if (!object || strcmp(object, "whatsapp_business_account") != 0 || !entries) {
-        quarantine(out, "not a whatsapp_business_account notification");
+        sb_chan_batch_quarantine(out, "not a whatsapp_business_account notification");
         goto done;
     }
     size_t cap = 0;
@@ -359,7 +290,7 @@ static sb_result_t wa_parse(const sb_channel_t *ch, const uint8_t *body, size_t 
     {
         const cJSON *changes = sb_chan_json_arr(entry, "changes");
         if (!changes) {
-            quarantine(out, "entry without changes");
+            sb_chan_batch_quarantine(out, "entry without changes");
             continue;
         }
         const cJSON *change;
@@ -368,7 +299,7 @@ static sb_result_t wa_parse(const sb_channel_t *ch, const uint8_t *body, size_t 
             const char *field = sb_chan_json_str(change, "field", 64);
             const cJSON *value = sb_chan_json_obj(change, "value");
             if (!field || !value) {
-                quarantine(out, "change without field/value");
+                sb_chan_batch_quarantine(out, "change without field/value");
                 continue;
             }
             if (strcmp(field, "messages") != 0) continue; /* other subscriptions: not ours */
@@ -378,7 +309,7 @@ static sb_result_t wa_parse(const sb_channel_t *ch, const uint8_t *body, size_t 
             const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(value, "messages");
             const cJSON *sts = cJSON_GetObjectItemCaseSensitive(value, "statuses");
             if ((msgs && !cJSON_IsArray(msgs)) || (sts && !cJSON_IsArray(sts))) {
-                quarantine(out, "messages/statuses not an array");
+                sb_chan_batch_quarantine(out, "messages/statuses not an array");
                 continue;
             }
             parse_list(out, &cap, msgs, false, contacts, account);

@@ -116,6 +116,24 @@ void sb_chan_batch_free(sb_chan_batch_t *b)
     memset(b, 0, sizeof *b);
 }
 
+sb_chan_item_t *sb_chan_batch_slot(sb_chan_batch_t *b, size_t *cap)
+{
+    if (b->nitems >= SB_CHAN_MAX_ITEMS) return NULL;
+    if (b->nitems == *cap) {
+        *cap = *cap ? *cap * 2 : 4;
+        b->items = sb_xrealloc(b->items, *cap * sizeof *b->items);
+    }
+    sb_chan_item_t *it = &b->items[b->nitems];
+    memset(it, 0, sizeof *it);
+    return it;
+}
+
+void sb_chan_batch_quarantine(sb_chan_batch_t *b, const char *reason)
+{
+    if (!b->quarantine) b->reason = reason;
+    b->quarantine = true;
+}
+
 void sb_chan_http_free(sb_chan_http_t *req)
 {
     if (!req) return;

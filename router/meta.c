@@ -1,0 +1,436 @@
+/* Meta's shared webhook machinery (see meta.h): app-secret signatures, the hub.* handshake,
+ * and the Messenger Platform `entry[].messaging[]` format of Messenger and Instagram
+ * (reference §A2, §A3).
+ *
+ * Parsing: the body must be {"object": <spec->object>, "entry": [...]}; each entry's id is our
+ * Page / Instagram account (the item's account), each messaging[] element is one event whose
+ * kind is the key present: message, message_edit, postback, delivery, read (others skipped).
+ * Dedup keys: <p>:<mid> for messages and postbacks, <p>-st:<psid>:<state>:<watermark> for
+ * watermark receipts, <p>-st:<mid>:read for Instagram's per-message reads, <p>-edit:<mid>:<n>
+ * and <p>-del:<mid> for edits and deletions. All Meta times are milliseconds. */
+#include "meta.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sb/seal.h"
+
+#define META_MAX_CHALLENGE 256
+#define META_MAX_PAYLOAD 1024 /* quick-reply / postback payloads: Meta allows 1000 */
+#define META_MAX_TITLE 256
+
+static void wipe_free(char *s)
+{
+    if (!s) return;
+    sb_seal_wipe(s, strlen(s));
+    free(s);
+}
+
+sb_result_t sb_meta_auth_init(sb_meta_auth_t *a, const char *secret_key, const char *secrets,
+                              const char *verify_token, char *err, size_t errlen)
+{
+    memset(a, 0, sizeof *a);
+    char *store = NULL;
+    const char *tok[SB_CHAN_MAX_SECRETS];
+    a->nsecrets = sb_chan_split_secrets(secrets, &store, tok, SB_CHAN_MAX_SECRETS);
+    for (size_t i = 0; i < a->nsecrets; i++)
+        a->secrets[i] = sb_xstrdup(tok[i]);
+    sb_seal_wipe(store, strlen(store));
+    free(store);
+    a->verify_token = sb_xstrdup(verify_token ? verify_token : "");
+    if (a->nsecrets == 0) {
+        snprintf(err, errlen, "%s: not set", secret_key);
+        sb_meta_auth_close(a);
+        return SB_E_CONFIG;
+    }
+    return SB_OK;
+}
+
+void sb_meta_auth_close(sb_meta_auth_t *a)
+{
+    if (!a) return;
+    for (size_t i = 0; i < a->nsecrets; i++)
+        wipe_free(a->secrets[i]);
+    wipe_free(a->verify_token);
+    memset(a, 0, sizeof *a);
+}
+
+sb_result_t sb_meta_verify(const sb_meta_auth_t *a, const sb_http_request_t *req,
+                           const char **reason)
+{
+    /* Meta signs no timestamp: replay protection is TLS + dedup on the provider ids. */
+    const char *h = sb_http_header(req, "X-Hub-Signature-256");
+    if (!h || !*h) {
+        *reason = "missing_signature";
+        return SB_E_AUTH;
+    }
+    uint8_t got[32];
+    size_t glen = 0;
+    if (strncmp(h, "sha256=", 7) != 0 || strlen(h + 7) != 64 ||
+        sb_seal_hex_decode(got, sizeof got, &glen, h + 7, 64) != SB_OK || glen != 32) {
+        *reason = "malformed_signature";
+        return SB_E_AUTH;
+    }
+    bool ok = false;
+    for (size_t i = 0; i < a->nsecrets; i++) {
+        uint8_t mac[32];
+        sb_seal_part_t part = {req->body, req->body_len};
+        sb_seal_hmac_sha256(mac, a->secrets[i], strlen(a->secrets[i]), &part, 1);
+        ok |= sb_seal_equal(mac, got, sizeof mac);
+        sb_seal_wipe(mac, sizeof mac);
+    }
+    if (!ok) {
+        *reason = "bad_signature";
+        return SB_E_AUTH;
+    }
+    return SB_OK;
+}
+
+int sb_meta_handshake(const sb_meta_auth_t *a, const sb_http_request_t *req, char *body,
+                      size_t bodylen)
+{
+    char mode[32], token[256], challenge[META_MAX_CHALLENGE + 1];
+    body[0] = '\0';
+    if (!sb_http_query_param(req, "hub.mode", mode, sizeof mode) ||
+        !sb_http_query_param(req, "hub.verify_token", token, sizeof token) ||
+        !sb_http_query_param(req, "hub.challenge", challenge, sizeof challenge))
+        return 403;
+    bool match =
+        sb_chan_secret_equal(token, strlen(token), a->verify_token, strlen(a->verify_token));
+    sb_seal_wipe(token, sizeof token);
+    if (strcmp(mode, "subscribe") != 0 || !match || !*a->verify_token || !challenge[0] ||
+        strlen(challenge) >= bodylen)
+        return 403;
+    snprintf(body, bodylen, "%s", challenge);
+    return 200;
+}
+
+/* ---- parse ---- */
+
+/* A non-negative integer JSON number (Meta's ms times and watermarks); false otherwise. */
+static bool get_ms(const cJSON *obj, const char *key, int64_t *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0) || v->valuedouble > 1e15 ||
+        v->valuedouble != floor(v->valuedouble))
+        return false;
+    *out = (int64_t)v->valuedouble;
+    return true;
+}
+
+/* What one messaging[] event became. */
+enum ev_result { EV_ITEM, EV_IGNORED, EV_SKIPPED, EV_BAD };
+
+typedef struct ev_ctx {
+    const sb_meta_messaging_t *spec;
+    const char *account; /* entry.id (or recipient.id) */
+    const char *sender;  /* sender.id */
+    bool has_ts;
+    int64_t ts_ms;
+    const char *reason; /* why EV_BAD */
+} ev_ctx_t;
+
+static void base_item(const ev_ctx_t *c, sb_chan_item_t *it)
+{
+    it->sender_id = sb_xstrdup(c->sender);
+    it->account_id = c->account ? sb_xstrdup(c->account) : NULL;
+    it->occurred_at_ms = c->has_ts ? c->ts_ms : 0;
+}
+
+static bool is_media_type(const char *t)
+{
+    static const char *const media[] = {"image", "audio", "video", "file", NULL};
+    for (size_t i = 0; media[i]; i++)
+        if (strcmp(t, media[i]) == 0) return true;
+    return false;
+}
+
+static enum ev_result parse_attachment(ev_ctx_t *c, const cJSON *att, const char *text,
+                                       sb_chan_item_t *it)
+{
+    const char *type = sb_chan_json_str(att, "type", 64);
+    const cJSON *payload = sb_chan_json_obj(att, "payload");
+    if (!type) {
+        c->reason = "attachment without type";
+        return EV_BAD;
+    }
+    if (strcmp(type, "location") == 0) {
+        /* Legacy location attachments: payload.coordinates.{lat,long}. */
+        const cJSON *co = sb_chan_json_obj(payload, "coordinates");
+        const cJSON *lat = cJSON_GetObjectItemCaseSensitive(co, "lat");
+        const cJSON *lon = cJSON_GetObjectItemCaseSensitive(co, "long");
+        if (!cJSON_IsNumber(lat) || !cJSON_IsNumber(lon) || !(fabs(lat->valuedouble) <= 90) ||
+            !(fabs(lon->valuedouble) <= 180)) {
+            c->reason = "unreadable location";
+            return EV_BAD;
+        }
+        it->kind = SB_CHAN_LOCATION;
+        it->has_location = true;
+        it->location.latitude = lat->valuedouble;
+        it->location.longitude = lon->valuedouble;
+        it->location.name = sb_chan_json_dup(att, "title", 1024);
+        return EV_ITEM;
+    }
+    const char *url = sb_chan_json_str(payload, "url", 4096);
+    if (!is_media_type(type) || !url) {
+        /* fallback, template, share, story_mention, reels...: answered politely. */
+        it->kind = SB_CHAN_UNSUPPORTED;
+        return EV_ITEM;
+    }
+    /* The URL is an expiring CDN link: a reference only, fetched (if ever) on demand. */
+    it->kind = SB_CHAN_MEDIA;
+    it->has_media = true;
+    it->media.type = sb_xstrdup(type);
+    it->media.ref = sb_xstrdup(url);
+    it->media.caption = text ? sb_xstrdup(text) : NULL;
+    return EV_ITEM;
+}
+
+static enum ev_result parse_message(ev_ctx_t *c, const cJSON *m, sb_chan_item_t *it)
+{
+    const char *p = c->spec->prefix;
+    /* Our own sends come back on message_echoes / messages: never route them (loop). */
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(m, "is_echo"))) return EV_IGNORED;
+    const char *mid = sb_chan_json_str(m, "mid", SB_CHAN_MAX_ID);
+    if (!mid) {
+        c->reason = "message without mid";
+        return EV_BAD;
+    }
+    if (!c->has_ts) {
+        c->reason = "message without timestamp";
+        return EV_BAD;
+    }
+    base_item(c, it);
+    it->provider_message_id = sb_xstrdup(mid);
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(m, "is_deleted"))) {
+        /* Instagram: the customer unsent a message. */
+        it->kind = SB_CHAN_EDIT;
+        it->dedup_key = sb_xasprintf("%s-del:%s", p, mid);
+        return EV_ITEM;
+    }
+    it->dedup_key = sb_xasprintf("%s:%s", p, mid);
+    it->in_reply_to = sb_chan_json_dup(sb_chan_json_obj(m, "reply_to"), "mid", SB_CHAN_MAX_ID);
+    const cJSON *textv = cJSON_GetObjectItemCaseSensitive(m, "text");
+    if (textv && (!cJSON_IsString(textv) || strlen(textv->valuestring) > SB_CHAN_MAX_TEXT)) {
+        c->reason = "unreadable text";
+        return EV_BAD;
+    }
+    const char *text = sb_chan_json_str(m, "text", SB_CHAN_MAX_TEXT);
+    const cJSON *qr = sb_chan_json_obj(m, "quick_reply");
+    if (qr) {
+        it->kind = SB_CHAN_BUTTON_REPLY;
+        it->button_payload = sb_chan_json_dup(qr, "payload", META_MAX_PAYLOAD);
+        it->button_title = text ? sb_xstrndup(text, strnlen(text, META_MAX_TITLE)) : NULL;
+        if (!it->button_payload) {
+            c->reason = "quick reply without payload";
+            return EV_BAD;
+        }
+        return EV_ITEM;
+    }
+    const cJSON *atts = cJSON_GetObjectItemCaseSensitive(m, "attachments");
+    if (atts && !cJSON_IsArray(atts)) {
+        c->reason = "attachments not an array";
+        return EV_BAD;
+    }
+    const cJSON *att0 = cJSON_GetArrayItem(atts, 0);
+    if (att0) return parse_attachment(c, att0, text, it);
+    if (text) {
+        it->kind = SB_CHAN_TEXT;
+        it->text = sb_xstrdup(text);
+        return EV_ITEM;
+    }
+    /* is_unsupported, or a message with nothing we can read. */
+    it->kind = SB_CHAN_UNSUPPORTED;
+    return EV_ITEM;
+}
+
+static enum ev_result parse_edit(ev_ctx_t *c, const cJSON *e, sb_chan_item_t *it)
+{
+    const char *mid = sb_chan_json_str(e, "mid", SB_CHAN_MAX_ID);
+    int64_t n = 0;
+    if (!mid || !get_ms(e, "num_edit", &n)) {
+        c->reason = "message_edit without mid/num_edit";
+        return EV_BAD;
+    }
+    base_item(c, it);
+    it->kind = SB_CHAN_EDIT;
+    it->provider_message_id = sb_xstrdup(mid);
+    it->dedup_key = sb_xasprintf("%s-edit:%s:%lld", c->spec->prefix, mid, (long long)n);
+    it->text = sb_chan_json_dup(e, "text", SB_CHAN_MAX_TEXT);
+    return EV_ITEM;
+}
+
+static enum ev_result parse_postback(ev_ctx_t *c, const cJSON *pb, sb_chan_item_t *it)
+{
+    const char *payload = sb_chan_json_str(pb, "payload", META_MAX_PAYLOAD);
+    const char *mid = sb_chan_json_str(pb, "mid", SB_CHAN_MAX_ID);
+    if (!payload || (!mid && !c->has_ts)) {
+        c->reason = "postback without payload";
+        return EV_BAD;
+    }
+    base_item(c, it);
+    it->kind = SB_CHAN_BUTTON_REPLY;
+    it->button_payload = sb_xstrdup(payload);
+    it->button_title = sb_chan_json_dup(pb, "title", META_MAX_TITLE);
+    if (mid) {
+        it->provider_message_id = sb_xstrdup(mid);
+        it->dedup_key = sb_xasprintf("%s:%s", c->spec->prefix, mid);
+    } else {
+        /* Postbacks before Graph v11 carry no mid: the tap is identified by who and when. */
+        it->dedup_key =
+            sb_xasprintf("%s-pb:%s:%lld", c->spec->prefix, c->sender, (long long)c->ts_ms);
+    }
+    return EV_ITEM;
+}
+
+/* delivery{mids?, watermark} and read{watermark} (Messenger), read{mid} (Instagram). */
+static enum ev_result parse_receipt(ev_ctx_t *c, const cJSON *r, const char *state,
+                                    sb_chan_item_t *it)
+{
+    const char *p = c->spec->prefix;
+    int64_t wm = 0;
+    bool has_wm = get_ms(r, "watermark", &wm);
+    const char *mid = sb_chan_json_str(r, "mid", SB_CHAN_MAX_ID);
+    const cJSON *mids = cJSON_GetObjectItemCaseSensitive(r, "mids");
+    if ((!has_wm && !mid) || (mids && !cJSON_IsArray(mids))) {
+        c->reason = "receipt without watermark or mid";
+        return EV_BAD;
+    }
+    base_item(c, it);
+    it->kind = SB_CHAN_STATUS;
+    it->has_status = true;
+    it->status.state = sb_xstrdup(state);
+    if (has_wm) {
+        /* Everything we sent at or before the watermark: delivery events carry no timestamp,
+         * so the watermark is the time. */
+        it->dedup_key = sb_xasprintf("%s-st:%s:%s:%lld", p, c->sender, state, (long long)wm);
+        if (!c->has_ts) it->occurred_at_ms = wm;
+    } else {
+        it->dedup_key = sb_xasprintf("%s-st:%s:%s", p, mid, state);
+    }
+    size_t n = mids ? (size_t)cJSON_GetArraySize(mids) : 0;
+    if (n > SB_CHAN_MAX_REFS) n = SB_CHAN_MAX_REFS;
+    if (!has_wm || n > 0) {
+        it->status.refs = sb_xcalloc(n + 1, sizeof *it->status.refs);
+        if (!has_wm) it->status.refs[it->status.nrefs++] = sb_xstrdup(mid);
+        for (size_t i = 0; i < n; i++) {
+            const cJSON *x = cJSON_GetArrayItem(mids, (int)i);
+            if (!cJSON_IsString(x) || !x->valuestring[0] ||
+                strlen(x->valuestring) > SB_CHAN_MAX_ID) {
+                c->reason = "unreadable mids";
+                return EV_BAD;
+            }
+            it->status.refs[it->status.nrefs++] = sb_xstrdup(x->valuestring);
+        }
+    }
+    return EV_ITEM;
+}
+
+static enum ev_result parse_event(ev_ctx_t *c, const cJSON *ev, sb_chan_item_t *it)
+{
+    if (!cJSON_IsObject(ev)) {
+        c->reason = "messaging[] element not an object";
+        return EV_BAD;
+    }
+    c->sender = sb_chan_json_str(sb_chan_json_obj(ev, "sender"), "id", SB_CHAN_MAX_ID);
+    const char *rcpt = sb_chan_json_str(sb_chan_json_obj(ev, "recipient"), "id", SB_CHAN_MAX_ID);
+    if (!c->account) c->account = rcpt;
+    c->has_ts = get_ms(ev, "timestamp", &c->ts_ms);
+    const cJSON *msg = cJSON_GetObjectItemCaseSensitive(ev, "message");
+    /* An echo's sender is our own Page: recognise it before asking for a customer. */
+    if (cJSON_IsObject(msg) && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(msg, "is_echo")))
+        return EV_IGNORED;
+    if (!c->sender) {
+        c->reason = "messaging[] event without sender.id";
+        return EV_BAD;
+    }
+    if (!c->account) {
+        c->reason = "messaging[] event without our account id";
+        return EV_BAD;
+    }
+    const cJSON *x;
+    if (msg) {
+        if (!cJSON_IsObject(msg)) {
+            c->reason = "message not an object";
+            return EV_BAD;
+        }
+        return parse_message(c, msg, it);
+    }
+    if ((x = sb_chan_json_obj(ev, "message_edit"))) return parse_edit(c, x, it);
+    if ((x = sb_chan_json_obj(ev, "postback"))) return parse_postback(c, x, it);
+    if ((x = sb_chan_json_obj(ev, "delivery"))) return parse_receipt(c, x, "delivered", it);
+    if ((x = sb_chan_json_obj(ev, "read"))) return parse_receipt(c, x, "read", it);
+    /* reaction, referral, optin, account_linking, handover, policy events: not routed. */
+    return EV_SKIPPED;
+}
+
+sb_result_t sb_meta_parse_messaging(const sb_meta_messaging_t *spec, const uint8_t *body,
+                                    size_t len, sb_chan_batch_t *out)
+{
+    cJSON *root = sb_chan_json_parse(body, len);
+    const char *object = sb_chan_json_str(root, "object", 64);
+    const cJSON *entries = cJSON_GetObjectItemCaseSensitive(root, "entry");
+    size_t cap = 0, skipped = 0;
+    if (!root) {
+        sb_chan_batch_quarantine(out, "body is not JSON");
+        goto done;
+    }
+    if (!object || strcmp(object, spec->object) != 0) {
+        sb_chan_batch_quarantine(out, "wrong object");
+        goto done;
+    }
+    if (!cJSON_IsArray(entries)) {
+        sb_chan_batch_quarantine(out, "entry must be an array");
+        goto done;
+    }
+    const cJSON *entry;
+    cJSON_ArrayForEach(entry, entries)
+    {
+        if (!cJSON_IsObject(entry)) {
+            sb_chan_batch_quarantine(out, "entry element not an object");
+            continue;
+        }
+        const cJSON *events = cJSON_GetObjectItemCaseSensitive(entry, "messaging");
+        if (!events) continue; /* standby (another app owns the thread), changes: not ours */
+        if (!cJSON_IsArray(events)) {
+            sb_chan_batch_quarantine(out, "messaging must be an array");
+            continue;
+        }
+        const char *account = sb_chan_json_str(entry, "id", SB_CHAN_MAX_ID);
+        const cJSON *ev;
+        cJSON_ArrayForEach(ev, events)
+        {
+            sb_chan_item_t *it = sb_chan_batch_slot(out, &cap);
+            if (!it) {
+                sb_chan_batch_quarantine(out, "too many items");
+                goto done;
+            }
+            ev_ctx_t c = {.spec = spec, .account = account};
+            switch (parse_event(&c, ev, it)) {
+            case EV_ITEM:
+                out->nitems++;
+                continue;
+            case EV_IGNORED:
+                out->nignored++;
+                break;
+            case EV_SKIPPED:
+                skipped++;
+                break;
+            case EV_BAD:
+                sb_chan_batch_quarantine(out, c.reason);
+                break;
+            }
+            sb_chan_item_free(it); /* the slot is reused by the next event */
+        }
+    }
+    if (!out->quarantine && out->nitems == 0)
+        out->reason = out->nignored ? "own echo (loop guard)"
+                      : skipped     ? "no routable events"
+                                    : "no messaging events";
+done:
+    cJSON_Delete(root);
+    return SB_OK;
+}
