@@ -26,6 +26,9 @@
 #include "sb/util.h"
 
 #define MOD "bus"
+#define PENDING_BUCKETS 4096u   /* chains of the in-flight async publish table (power of 2) */
+#define ASYNC_MAX_PENDING 65536 /* nats.c's own bound on async publishes in flight */
+#define ASYNC_STALL_MS 5        /* beyond it, refuse rather than block the caller's loop */
 #define NS_PER_S INT64_C(1000000000)
 #define MAX_URLS 16
 #define RECONNECT_WAIT_MS 250
@@ -50,7 +53,15 @@ struct sb_bus {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool closed_cb_done;
+    /* Asynchronous publishes in flight, by message (see sb_bus_publish_async). */
+    pthread_mutex_t pmu;
+    struct pending **pending; /* PENDING_BUCKETS chains */
+    size_t npending;
+    sb_metric_t *m_published, *m_publish_errors, *m_publish_seconds;
 };
+
+static void on_publish_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure);
+static void fail_pending(sb_bus_t *bus);
 
 struct sb_bus_pull {
     sb_bus_t *bus;
@@ -190,6 +201,15 @@ sb_result_t sb_bus_connect(sb_bus_t **out, const sb_config_nats_t *cfg, const ch
     atomic_init(&bus->connected, false);
     atomic_init(&bus->closing, false);
     pthread_mutex_init(&bus->mu, NULL);
+    pthread_mutex_init(&bus->pmu, NULL);
+    bus->pending = sb_xcalloc(PENDING_BUCKETS, sizeof *bus->pending);
+    bus->m_published =
+        sb_metrics_counter("sb_bus_published_total", "Messages acknowledged by JetStream", NULL);
+    bus->m_publish_errors = sb_metrics_counter(
+        "sb_bus_publish_errors_total", "Publishes that JetStream did not acknowledge", NULL);
+    bus->m_publish_seconds =
+        sb_metrics_histogram("sb_bus_publish_seconds", "Time from publish to JetStream ack", NULL,
+                             sb_metrics_latency_buckets, sb_metrics_latency_nbuckets);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -239,6 +259,10 @@ sb_result_t sb_bus_connect(sb_bus_t **out, const sb_config_nats_t *cfg, const ch
 
     jsOptions_Init(&jo);
     jo.Wait = API_WAIT_MS;
+    jo.PublishAsync.AckHandler = on_publish_ack;
+    jo.PublishAsync.AckHandlerClosure = bus;
+    jo.PublishAsync.MaxPending = ASYNC_MAX_PENDING;
+    jo.PublishAsync.StallWait = ASYNC_STALL_MS;
     s = natsConnection_JetStream(&bus->js, bus->nc, &jo);
     if (s != NATS_OK) {
         SB_ERROR(MOD, "jetstream context status=\"%s\"", nats_err_text(s));
@@ -263,6 +287,15 @@ void sb_bus_destroy(sb_bus_t *bus)
     if (bus == NULL) return;
     bool done = true;
     atomic_store(&bus->closing, true);
+    if (bus->js != NULL) {
+        /* Let acks of publishes in flight arrive, then fail whatever is left. */
+        jsPubOptions po;
+        jsPubOptions_Init(&po);
+        po.MaxWait = 2000;
+        if (js_PublishAsyncComplete(bus->js, &po) != NATS_OK)
+            SB_WARN(MOD, "async publishes still in flight at close name=%s", bus->name);
+    }
+    fail_pending(bus);
     jsCtx_Destroy(bus->js);
     if (bus->nc != NULL) {
         natsConnection_Close(bus->nc);
@@ -284,6 +317,8 @@ void sb_bus_destroy(sb_bus_t *bus)
     }
     pthread_cond_destroy(&bus->cv);
     pthread_mutex_destroy(&bus->mu);
+    pthread_mutex_destroy(&bus->pmu);
+    free(bus->pending);
     free(bus->cfg.url);
     free(bus->name);
     free(bus);
@@ -478,19 +513,142 @@ sb_result_t sb_bus_publish(sb_bus_t *bus, const char *subject, const void *data,
 
 done:
     if (rc == SB_OK) {
-        sb_metric_inc(sb_metrics_counter("sb_bus_published_total",
-                                         "Messages acknowledged by JetStream", NULL));
-        sb_metric_observe(
-            sb_metrics_histogram("sb_bus_publish_seconds", "Time from publish to JetStream ack",
-                                 NULL, sb_metrics_latency_buckets, sb_metrics_latency_nbuckets),
-            (double)(sb_mono_ns() - t0) / 1e9);
+        sb_metric_inc(bus->m_published);
+        sb_metric_observe(bus->m_publish_seconds, (double)(sb_mono_ns() - t0) / 1e9);
     } else {
-        sb_metric_inc(sb_metrics_counter("sb_bus_publish_errors_total",
-                                         "Publishes that JetStream did not acknowledge", NULL));
+        sb_metric_inc(bus->m_publish_errors);
     }
     jsPubAck_Destroy(pa);
     natsMsg_Destroy(msg);
     return rc;
+}
+
+/* --- asynchronous publish ------------------------------------------------------------------
+ * js_PublishMsgAsync hands the message to nats.c, which sends it with others in one write and
+ * calls on_publish_ack (on its own thread) when JetStream answers, or with an error after
+ * MaxWait. The handler owns the message and destroys it, so its address identifies the
+ * publish until then: the pending table maps it to the caller's callback. */
+typedef struct pending {
+    struct pending *next;
+    natsMsg *msg;
+    sb_bus_publish_cb_fn cb;
+    void *ctx;
+    uint64_t t0;
+} pending_t;
+
+static size_t pending_bucket(const natsMsg *msg)
+{
+    uintptr_t v = (uintptr_t)msg;
+    v ^= v >> 17;
+    v *= 0x9e3779b97f4a7c15ull;
+    return (size_t)(v >> 40) & (PENDING_BUCKETS - 1);
+}
+
+/* Removes and returns the entry of msg, or NULL. */
+static pending_t *pending_take(sb_bus_t *bus, const natsMsg *msg)
+{
+    pthread_mutex_lock(&bus->pmu);
+    pending_t **pp = &bus->pending[pending_bucket(msg)];
+    while (*pp && (*pp)->msg != msg)
+        pp = &(*pp)->next;
+    pending_t *p = *pp;
+    if (p) {
+        *pp = p->next;
+        bus->npending--;
+    }
+    pthread_mutex_unlock(&bus->pmu);
+    return p;
+}
+
+static void on_publish_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure)
+{
+    (void)js;
+    sb_bus_t *bus = closure;
+    pending_t *p = pending_take(bus, msg);
+    natsMsg_Destroy(msg);
+    if (p == NULL) return; /* failed by sb_bus_destroy already */
+    bool ok = pa != NULL && pae == NULL;
+    if (ok) {
+        sb_metric_inc(bus->m_published);
+        sb_metric_observe(bus->m_publish_seconds, (double)(sb_mono_ns() - p->t0) / 1e9);
+    } else {
+        sb_metric_inc(bus->m_publish_errors);
+        SB_WARN(MOD, "async publish failed err_code=%d status=\"%s\"", pae ? (int)pae->ErrCode : 0,
+                pae ? nats_err_text(pae->Err) : "no ack");
+    }
+    p->cb(p->ctx, ok ? SB_OK : SB_E_UNAVAILABLE, ok && pa->Duplicate);
+    free(p);
+}
+
+/* Fails every publish still in flight (bus closing). */
+static void fail_pending(sb_bus_t *bus)
+{
+    for (size_t b = 0; b < PENDING_BUCKETS; b++) {
+        for (;;) {
+            pthread_mutex_lock(&bus->pmu);
+            pending_t *p = bus->pending[b];
+            if (p) {
+                bus->pending[b] = p->next;
+                bus->npending--;
+            }
+            pthread_mutex_unlock(&bus->pmu);
+            if (!p) break;
+            sb_metric_inc(bus->m_publish_errors);
+            p->cb(p->ctx, SB_E_UNAVAILABLE, false);
+            free(p);
+        }
+    }
+}
+
+sb_result_t sb_bus_publish_async(sb_bus_t *bus, const char *subject, const void *data, size_t len,
+                                 const char *msg_id, sb_bus_publish_cb_fn cb, void *ctx)
+{
+    natsMsg *msg = NULL;
+    jsPubOptions po;
+    natsStatus s;
+
+    if (bus == NULL || bus->js == NULL || subject == NULL || cb == NULL ||
+        (data == NULL && len > 0) || len > INT32_MAX)
+        return SB_E_INVALID;
+    if (!sb_bus_is_connected(bus) || atomic_load(&bus->closing)) {
+        sb_metric_inc(bus->m_publish_errors);
+        return SB_E_UNAVAILABLE;
+    }
+    s = natsMsg_Create(&msg, subject, NULL, (const char *)data, (int)len);
+    if (s == NATS_OK && msg_id != NULL && msg_id[0] != '\0')
+        s = natsMsgHeader_Set(msg, "Nats-Msg-Id", msg_id);
+    if (s != NATS_OK) {
+        natsMsg_Destroy(msg);
+        return SB_E_INTERNAL;
+    }
+    pending_t *p = sb_xcalloc(1, sizeof *p);
+    p->msg = msg;
+    p->cb = cb;
+    p->ctx = ctx;
+    p->t0 = sb_mono_ns();
+    /* Registered before sending: the ack may arrive before js_PublishMsgAsync returns. */
+    pthread_mutex_lock(&bus->pmu);
+    size_t b = pending_bucket(msg);
+    p->next = bus->pending[b];
+    bus->pending[b] = p;
+    bus->npending++;
+    pthread_mutex_unlock(&bus->pmu);
+
+    jsPubOptions_Init(&po);
+    po.MaxWait = bus->cfg.publish_timeout_ms > 0 ? bus->cfg.publish_timeout_ms : 5000;
+    natsMsg *send = msg;
+    s = js_PublishMsgAsync(bus->js, &send, &po);
+    if (s != NATS_OK) {
+        /* Not taken by nats.c (e.g. stalled at MaxPending): undo, unless an ack raced in. */
+        pending_t *mine = pending_take(bus, msg);
+        if (mine == NULL) return SB_OK; /* the handler already ran and called cb */
+        free(mine);
+        natsMsg_Destroy(send);
+        sb_metric_inc(bus->m_publish_errors);
+        SB_WARN(MOD, "async publish refused subject=%s status=\"%s\"", subject, nats_err_text(s));
+        return SB_E_UNAVAILABLE;
+    }
+    return SB_OK;
 }
 
 /* --- pull consumers ----------------------------------------------------------------------- */
@@ -700,6 +858,104 @@ sb_result_t sb_bus_pull_fetch(sb_bus_pull_t *pull, int max, int timeout_ms,
     return SB_OK;
 }
 
+/* --- manual settling ---------------------------------------------------------------------- */
+
+struct sb_bus_delivery {
+    sb_bus_pull_t *pull;
+    natsMsg *m;
+    sb_bus_msg_t bm;
+};
+
+sb_result_t sb_bus_pull_take(sb_bus_pull_t *pull, int max, int timeout_ms, sb_bus_delivery_t **out,
+                             int *n)
+{
+    natsMsgList list = {0};
+    jsErrCode jerr = 0;
+
+    if (pull == NULL || out == NULL || n == NULL || max <= 0) return SB_E_INVALID;
+    if (timeout_ms <= 0) timeout_ms = 1;
+    *n = 0;
+    natsStatus s = natsSubscription_Fetch(&list, pull->sub, max, timeout_ms, &jerr);
+    if (s == NATS_TIMEOUT) return SB_OK;
+    if (s != NATS_OK) {
+        SB_WARN(MOD, "fetch failed stream=%s consumer=%s err_code=%d status=\"%s\"", pull->stream,
+                pull->consumer, (int)jerr, nats_err_text(s));
+        natsMsgList_Destroy(&list);
+        return SB_E_UNAVAILABLE;
+    }
+    int k = 0;
+    for (int i = 0; i < list.Count; i++) {
+        natsMsg *m = list.Msgs[i];
+        if (k >= max) {
+            /* More than asked for (cannot happen with Fetch): hand it back at once. */
+            (void)natsMsg_Nak(m, NULL);
+            natsMsg_Destroy(m);
+            list.Msgs[i] = NULL;
+            continue;
+        }
+        sb_bus_delivery_t *d = sb_xcalloc(1, sizeof *d);
+        d->pull = pull;
+        d->m = m;
+        d->bm.subject = natsMsg_GetSubject(m);
+        d->bm.data = natsMsg_GetData(m);
+        d->bm.len = (size_t)natsMsg_GetDataLength(m);
+        d->bm.num_delivered = 1;
+        jsMsgMetaData *meta = NULL;
+        if (natsMsg_GetMetaData(&meta, m) == NATS_OK) {
+            d->bm.num_delivered = meta->NumDelivered;
+            d->bm.stream_seq = meta->Sequence.Stream;
+        }
+        jsMsgMetaData_Destroy(meta);
+        list.Msgs[i] = NULL; /* owned by the delivery now */
+        out[k++] = d;
+    }
+    natsMsgList_Destroy(&list);
+    *n = k;
+    return SB_OK;
+}
+
+const sb_bus_msg_t *sb_bus_delivery_msg(const sb_bus_delivery_t *d)
+{
+    return &d->bm;
+}
+
+sb_result_t sb_bus_delivery_in_progress(sb_bus_delivery_t *d)
+{
+    if (d == NULL) return SB_E_INVALID;
+    return natsMsg_InProgress(d->m, NULL) == NATS_OK ? SB_OK : SB_E_UNAVAILABLE;
+}
+
+sb_result_t sb_bus_delivery_settle(sb_bus_delivery_t *d, sb_result_t verdict, int64_t delay_ms)
+{
+    if (d == NULL) return SB_OK;
+    natsStatus s = NATS_OK;
+    sb_bus_pull_t *pull = d->pull;
+    switch (verdict) {
+    case SB_OK:
+    case SB_E_DUPLICATE:
+        s = natsMsg_AckSync(d->m, NULL, NULL);
+        count_consumed("ack");
+        break;
+    case SB_E_INVALID:
+        SB_WARN(MOD, "message terminated stream=%s consumer=%s seq=%" PRIu64 " subject=%s",
+                pull->stream, pull->consumer, d->bm.stream_seq, d->bm.subject);
+        s = natsMsg_Term(d->m, NULL);
+        count_consumed("term");
+        break;
+    default:
+        s = natsMsg_NakWithDelay(d->m, delay_ms >= 0 ? delay_ms : nak_delay_ms(d->bm.num_delivered),
+                                 NULL);
+        count_consumed("nak");
+        break;
+    }
+    if (s != NATS_OK)
+        SB_WARN(MOD, "settle failed stream=%s seq=%" PRIu64 " verdict=\"%s\" status=\"%s\"",
+                pull->stream, d->bm.stream_seq, sb_result_str(verdict), nats_err_text(s));
+    natsMsg_Destroy(d->m);
+    free(d);
+    return s == NATS_OK ? SB_OK : SB_E_UNAVAILABLE;
+}
+
 void sb_bus_pull_destroy(sb_bus_pull_t *pull)
 {
     if (pull == NULL) return;
@@ -709,6 +965,89 @@ void sb_bus_pull_destroy(sb_bus_pull_t *pull)
     free(pull->stream);
     free(pull->consumer);
     free(pull);
+}
+
+/* --- key-value buckets -------------------------------------------------------------------- */
+
+struct sb_bus_kv {
+    kvStore *kv;
+};
+
+sb_result_t sb_bus_kv_open(sb_bus_t *bus, const char *bucket, int64_t ttl_s, sb_bus_kv_t **out)
+{
+    if (bus == NULL || bus->js == NULL || bucket == NULL || out == NULL || !sb_bus_is_token(bucket))
+        return SB_E_INVALID;
+    kvStore *kv = NULL;
+    natsStatus s = js_KeyValue(&kv, bus->js, bucket);
+    if (s == NATS_NOT_FOUND) {
+        kvConfig kc;
+        kvConfig_Init(&kc);
+        kc.Bucket = bucket;
+        kc.History = 1;
+        kc.TTL = ttl_s > 0 ? ttl_s * NS_PER_S : 0;
+        kc.StorageType = js_FileStorage;
+        kc.Replicas = bus->cfg.replicas > 0 ? (int)bus->cfg.replicas : 1;
+        s = js_CreateKeyValue(&kv, bus->js, &kc);
+        if (s != NATS_OK) {
+            /* Another process may have created it in between. */
+            natsStatus s2 = js_KeyValue(&kv, bus->js, bucket);
+            if (s2 == NATS_OK) s = NATS_OK;
+        }
+    }
+    if (s != NATS_OK) {
+        SB_WARN(MOD, "kv bucket not bound bucket=%s status=\"%s\"", bucket, nats_err_text(s));
+        return SB_E_UNAVAILABLE;
+    }
+    sb_bus_kv_t *k = sb_xcalloc(1, sizeof *k);
+    k->kv = kv;
+    *out = k;
+    return SB_OK;
+}
+
+sb_result_t sb_bus_kv_get(sb_bus_kv_t *kv, const char *key, void *buf, size_t n, size_t *len)
+{
+    if (kv == NULL || key == NULL || len == NULL || (buf == NULL && n > 0)) return SB_E_INVALID;
+    kvEntry *e = NULL;
+    natsStatus s = kvStore_Get(&e, kv->kv, key);
+    if (s == NATS_NOT_FOUND) return SB_E_NOT_FOUND;
+    if (s != NATS_OK) {
+        SB_WARN(MOD, "kv get failed status=\"%s\"", nats_err_text(s));
+        return SB_E_UNAVAILABLE;
+    }
+    sb_result_t rc = SB_OK;
+    if (kvEntry_Operation(e) != kvOp_Put) {
+        rc = SB_E_NOT_FOUND;
+    } else {
+        int vlen = kvEntry_ValueLen(e);
+        if (vlen < 0 || (size_t)vlen > n) {
+            rc = SB_E_TOO_LARGE;
+        } else {
+            if (vlen > 0) memcpy(buf, kvEntry_Value(e), (size_t)vlen);
+            *len = (size_t)vlen;
+        }
+    }
+    kvEntry_Destroy(e);
+    return rc;
+}
+
+sb_result_t sb_bus_kv_put(sb_bus_kv_t *kv, const char *key, const void *data, size_t len)
+{
+    if (kv == NULL || key == NULL || (data == NULL && len > 0) || len > INT32_MAX)
+        return SB_E_INVALID;
+    uint64_t rev = 0;
+    natsStatus s = kvStore_Put(&rev, kv->kv, key, data, (int)len);
+    if (s != NATS_OK) {
+        SB_WARN(MOD, "kv put failed status=\"%s\"", nats_err_text(s));
+        return SB_E_UNAVAILABLE;
+    }
+    return SB_OK;
+}
+
+void sb_bus_kv_close(sb_bus_kv_t *kv)
+{
+    if (kv == NULL) return;
+    kvStore_Destroy(kv->kv);
+    free(kv);
 }
 
 /* --- core subscriptions ------------------------------------------------------------------- */

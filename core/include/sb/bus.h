@@ -48,6 +48,21 @@ bool sb_bus_has_streams(sb_bus_t *bus);
 SB_MUST_CHECK sb_result_t sb_bus_publish(sb_bus_t *bus, const char *subject, const void *data,
                                          size_t len, const char *msg_id, bool *duplicate);
 
+/* Called exactly once per accepted sb_bus_publish_async: result SB_OK (and whether it was a
+ * duplicate) once JetStream acknowledged, SB_E_UNAVAILABLE when it refused or did not answer
+ * within publish_timeout_ms (or the bus was destroyed first). Runs on a nats.c thread: keep it
+ * short and hand the result to your own thread (e.g. sb_http_server_post). */
+typedef void (*sb_bus_publish_cb_fn)(void *ctx, sb_result_t result, bool duplicate);
+
+/* Publishes like sb_bus_publish but does not wait: the JetStream ack arrives later through cb.
+ * Many publishes are in flight at once over one connection, which is what lets one loop
+ * thread keep up with a webhook burst. SB_OK means cb will be called; any other result means
+ * it will not (not connected: SB_E_UNAVAILABLE). Never blocks for a network round trip, so it
+ * may be called from a libuv loop thread. data is copied. */
+SB_MUST_CHECK sb_result_t sb_bus_publish_async(sb_bus_t *bus, const char *subject, const void *data,
+                                               size_t len, const char *msg_id,
+                                               sb_bus_publish_cb_fn cb, void *ctx);
+
 /* A delivered message, borrowed for the duration of the handler call. */
 typedef struct sb_bus_msg {
     const char *subject;
@@ -73,6 +88,43 @@ SB_MUST_CHECK sb_result_t sb_bus_pull_create(sb_bus_t *bus, const char *stream, 
 SB_MUST_CHECK sb_result_t sb_bus_pull_fetch(sb_bus_pull_t *pull, int max, int timeout_ms,
                                             sb_bus_handler_fn handler, void *ctx, int *handled);
 void sb_bus_pull_destroy(sb_bus_pull_t *pull);
+
+/* Manual settling, for consumers that finish a message later or on another thread (router
+ * egress hands messages to an event loop and settles them when the HTTP call completes).
+ * A delivery owns one fetched message until it is settled. nats.c acks are thread-safe:
+ * deliveries may be settled from any thread but a libuv loop thread (AckSync blocks). */
+typedef struct sb_bus_delivery sb_bus_delivery_t;
+/* Fetches up to max (<= cap of out) messages like sb_bus_pull_fetch, waiting at most
+ * timeout_ms for the first, without settling them: out[0..*n) receive owned deliveries. A
+ * timeout with nothing is SB_OK with *n = 0. Blocking. */
+SB_MUST_CHECK sb_result_t sb_bus_pull_take(sb_bus_pull_t *pull, int max, int timeout_ms,
+                                           sb_bus_delivery_t **out, int *n);
+/* The message of d; valid until d is settled. */
+const sb_bus_msg_t *sb_bus_delivery_msg(const sb_bus_delivery_t *d);
+/* Tells the server the message is still being worked on (+WPI: restarts AckWait). */
+SB_MUST_CHECK sb_result_t sb_bus_delivery_in_progress(sb_bus_delivery_t *d);
+/* Settles and frees d by verdict (as sb_bus_handler_fn): SB_OK / SB_E_DUPLICATE ack (AckSync,
+ * blocking), SB_E_INVALID terminates, anything else naks with delay_ms (< 0: the bus's
+ * own back-off by delivery count). Returns whether the server took the ack/nak (an ack that
+ * was lost means a redelivery later). NULL d: no-op. */
+sb_result_t sb_bus_delivery_settle(sb_bus_delivery_t *d, sb_result_t verdict, int64_t delay_ms);
+
+/* Key-value buckets (JetStream KV) for small shared state that must survive restarts and be
+ * seen by every copy of a service (e.g. the egress sent-ledger). Keys: [-/_=.a-zA-Z0-9]+. */
+typedef struct sb_bus_kv sb_bus_kv_t;
+/* Binds bucket, creating it (history 1, entries expire after ttl_s, replicas from the nats
+ * config, file storage) when missing. Blocking. The caller owns *out. */
+SB_MUST_CHECK sb_result_t sb_bus_kv_open(sb_bus_t *bus, const char *bucket, int64_t ttl_s,
+                                         sb_bus_kv_t **out);
+/* Reads key into buf (size n): SB_OK with *len, SB_E_NOT_FOUND when absent (or deleted),
+ * SB_E_TOO_LARGE when the value does not fit, SB_E_UNAVAILABLE when NATS did not answer.
+ * Blocking; any thread but a loop thread. */
+SB_MUST_CHECK sb_result_t sb_bus_kv_get(sb_bus_kv_t *kv, const char *key, void *buf, size_t n,
+                                        size_t *len);
+/* Writes key = data (waits for the JetStream ack). Blocking. */
+SB_MUST_CHECK sb_result_t sb_bus_kv_put(sb_bus_kv_t *kv, const char *key, const void *data,
+                                        size_t len);
+void sb_bus_kv_close(sb_bus_kv_t *kv);
 
 /* Creates an ephemeral pull consumer on stream (filter NULL = all subjects) that starts at the
  * first stored message, for readers that must not disturb the durable consumers of workers
