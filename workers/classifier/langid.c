@@ -302,7 +302,7 @@ const char *sb_nlu_langid_detect(const sb_nlu_langid_t *li, sb_nlu_work_t *w, co
         }
     }
     bool decisive = v1 >= 2.0f && v1 - v2 >= 1.5f;
-    if (letters >= 12 && !decisive) {
+    if (letters >= 16 && !decisive) {
         if (len > SB_NLU_MAX_TEXT) len = SB_NLU_MAX_TEXT;
         int dist[NLU_NLANGS];
         if (textcat_scores(li, text, len, dist)) {
