@@ -292,6 +292,9 @@ struct sb_channel {
 extern const sb_channel_ops_t *const sb_channel_table[];
 extern const sb_channel_ops_t sb_channel_webchat;
 extern const sb_channel_ops_t sb_channel_whatsapp;
+extern const sb_channel_ops_t sb_channel_messenger;
+extern const sb_channel_ops_t sb_channel_instagram;
+extern const sb_channel_ops_t sb_channel_telegram;
 
 /* The ops of channel name, or NULL. */
 const sb_channel_ops_t *sb_channel_find(const char *name);
@@ -330,6 +333,13 @@ SB_MUST_CHECK sb_result_t sb_chan_parse_unix(const char *s, int64_t *out_s);
 size_t sb_chan_split_secrets(const char *list, char **store, const char **tok, size_t max);
 /* Counts UTF-8 characters (code points) of s. */
 size_t sb_chan_utf8_len(const char *s);
+/* A heap copy of s cut to at most max UTF-8 characters (bytes when in_bytes), never inside a
+ * character; a cut copy ends in "…" (counted in max). */
+char *sb_chan_utf8_truncate(const char *s, size_t max, bool in_bytes);
+/* Buttons down-rendered into text: a heap string "<text>\n\n1. <title>\n2. <title>..." (just
+ * the list when text is empty; just text when there are no buttons), for channels or messages
+ * whose buttons do not fit the provider's limits. */
+char *sb_chan_button_list(const char *text, const sb_outbound_t *o);
 /* Appends a NULL-terminated header list entry "Name: value" to req->headers. */
 void sb_chan_http_add_header(sb_chan_http_t *req, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

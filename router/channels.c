@@ -17,7 +17,7 @@
 
 const sb_channel_ops_t *const sb_channel_table[] = {
     &sb_channel_webchat,
-    &sb_channel_whatsapp,
+    &sb_channel_whatsapp, &sb_channel_messenger, &sb_channel_instagram, &sb_channel_telegram,
     NULL,
 };
 
@@ -304,6 +304,40 @@ size_t sb_chan_utf8_len(const char *s)
     for (const unsigned char *p = (const unsigned char *)s; *p; p++)
         if ((*p & 0xC0) != 0x80) n++;
     return n;
+}
+
+char *sb_chan_utf8_truncate(const char *s, size_t max, bool in_bytes)
+{
+    static const char ellipsis[] = "\xe2\x80\xa6"; /* U+2026 */
+    size_t len = strlen(s);
+    size_t units = in_bytes ? len : sb_chan_utf8_len(s);
+    if (units <= max) return sb_xstrdup(s);
+    size_t room = in_bytes ? (max >= 3 ? max - 3 : 0) : (max >= 1 ? max - 1 : 0);
+    /* Walk whole characters while they fit in room units. */
+    size_t end = 0, n = 0;
+    while (end < len) {
+        size_t next = end + 1;
+        while (next < len && ((unsigned char)s[next] & 0xC0) == 0x80)
+            next++;
+        size_t cost = in_bytes ? next - end : 1;
+        if (n + cost > room) break;
+        n += cost;
+        end = next;
+    }
+    if (max < (in_bytes ? 3u : 1u)) return sb_xstrndup(s, end);
+    return sb_xasprintf("%.*s%s", (int)end, s, ellipsis);
+}
+
+char *sb_chan_button_list(const char *text, const sb_outbound_t *o)
+{
+    sb_buf_t t = {0};
+    if (text) sb_buf_append(&t, text, strlen(text));
+    for (size_t i = 0; i < o->n_buttons; i++) {
+        const char *title = o->buttons[i]->title ? o->buttons[i]->title : "";
+        sb_buf_appendf(&t, "%s%zu. %s", i == 0 ? (t.len ? "\n\n" : "") : "\n", i + 1, title);
+    }
+    sb_buf_append(&t, "", 1);
+    return t.data;
 }
 
 static pthread_once_t eq_once = PTHREAD_ONCE_INIT;

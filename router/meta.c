@@ -7,7 +7,10 @@
  * kind is the key present: message, message_edit, postback, delivery, read (others skipped).
  * Dedup keys: <p>:<mid> for messages and postbacks, <p>-st:<psid>:<state>:<watermark> for
  * watermark receipts, <p>-st:<mid>:read for Instagram's per-message reads, <p>-edit:<mid>:<n>
- * and <p>-del:<mid> for edits and deletions. All Meta times are milliseconds. */
+ * and <p>-del:<mid> for edits and deletions. All Meta times are milliseconds.
+ *
+ * Sending (Messenger and Instagram): the Send API at <base>/me/messages with the page token as
+ * a bearer header (never in the URL, so that no URL of ours carries a secret). */
 #include "meta.h"
 
 #include <cjson/cJSON.h>
@@ -432,5 +435,76 @@ sb_result_t sb_meta_parse_messaging(const sb_meta_messaging_t *spec, const uint8
                                     : "no messaging events";
 done:
     cJSON_Delete(root);
+    return SB_OK;
+}
+
+/* ---- render ---- */
+
+static bool quick_replies_fit(const sb_outbound_t *o)
+{
+    if (o->n_buttons == 0 || o->n_buttons > SB_META_MAX_QUICK_REPLIES) return false;
+    for (size_t i = 0; i < o->n_buttons; i++) {
+        const char *t = o->buttons[i]->title ? o->buttons[i]->title : "";
+        const char *id = o->buttons[i]->id ? o->buttons[i]->id : "";
+        if (!*t || !*id || sb_chan_utf8_len(t) > SB_META_MAX_QR_TITLE ||
+            strlen(id) > SB_META_MAX_QR_PAYLOAD)
+            return false;
+    }
+    return true;
+}
+
+sb_result_t sb_meta_render_send(const sb_meta_send_spec_t *spec, const char *access_token,
+                                const sb_chan_send_t *send, sb_chan_http_t *req)
+{
+    const sb_outbound_t *o = send->out;
+    const sb_recipient_t *rcpt = send->rcpt;
+    const char *text = o->text ? o->text : "";
+    if (!rcpt->address || !*rcpt->address || strlen(rcpt->address) > SB_CHAN_MAX_ID ||
+        send->window == SB_CHAN_WINDOW_TEMPLATE || send->window == SB_CHAN_WINDOW_CLOSED ||
+        (!*text && o->n_buttons == 0))
+        return SB_E_INVALID;
+
+    bool qr = quick_replies_fit(o);
+    char *body_text = qr ? sb_xstrdup(*text ? text : "-") : sb_chan_button_list(text, o);
+    char *cut = sb_chan_utf8_truncate(body_text, spec->max_text, spec->max_text_in_bytes);
+    free(body_text);
+
+    cJSON *root = cJSON_CreateObject();
+    cJSON *r = cJSON_AddObjectToObject(root, "recipient");
+    cJSON_AddStringToObject(r, "id", rcpt->address);
+    if (send->window == SB_CHAN_WINDOW_HUMAN_AGENT) {
+        /* An agent's late reply (24 h - 7 d after the customer's last message). */
+        cJSON_AddStringToObject(root, "messaging_type", "MESSAGE_TAG");
+        cJSON_AddStringToObject(root, "tag", "HUMAN_AGENT");
+    } else if (spec->messaging_type) {
+        cJSON_AddStringToObject(root, "messaging_type", spec->messaging_type);
+    }
+    cJSON *m = cJSON_AddObjectToObject(root, "message");
+    cJSON_AddStringToObject(m, "text", cut);
+    free(cut);
+    if (qr) {
+        cJSON *arr = cJSON_AddArrayToObject(m, "quick_replies");
+        for (size_t i = 0; i < o->n_buttons; i++) {
+            cJSON *b = cJSON_CreateObject();
+            cJSON_AddStringToObject(b, "content_type", "text");
+            cJSON_AddStringToObject(b, "title", o->buttons[i]->title);
+            cJSON_AddStringToObject(b, "payload", o->buttons[i]->id);
+            cJSON_AddItemToArray(arr, b);
+        }
+    }
+    if (spec->metadata && o->message_id && *o->message_id && strlen(o->message_id) <= 1000)
+        cJSON_AddStringToObject(m, "metadata", o->message_id);
+    char *json = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    if (!json) return SB_E_INTERNAL;
+
+    sb_chan_http_t out = {0};
+    out.method = "POST";
+    out.url = sb_xasprintf("%s/me/messages", send->api_base);
+    sb_buf_append(&out.body, json, strlen(json));
+    free(json);
+    sb_chan_http_add_header(&out, "Content-Type: application/json");
+    sb_chan_http_add_header(&out, "Authorization: Bearer %s", access_token);
+    *req = out;
     return SB_OK;
 }

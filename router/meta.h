@@ -61,4 +61,29 @@ SB_MUST_CHECK sb_result_t sb_meta_parse_messaging(const sb_meta_messaging_t *spe
                                                   const uint8_t *body, size_t len,
                                                   sb_chan_batch_t *out);
 
+/* How a Messenger Platform channel sends (Send API, reference §A2.4, §A3.3). */
+typedef struct sb_meta_send_spec {
+    const char *messaging_type; /* inside the window: "RESPONSE" (Messenger), NULL = omitted
+                                   (Instagram) */
+    size_t max_text;            /* longer texts are cut (with "…"): Messenger 2000 characters,
+                                   Instagram 1000 bytes */
+    bool max_text_in_bytes;
+    bool metadata; /* message.metadata = the Outbound's message id (it comes back on the echo) */
+} sb_meta_send_spec_t;
+
+#define SB_META_MAX_QUICK_REPLIES 13
+#define SB_META_MAX_QR_TITLE 20 /* characters */
+#define SB_META_MAX_QR_PAYLOAD 1000
+
+/* Renders `POST <api_base>/me/messages` with `Authorization: Bearer <page token>` and
+ * {"recipient":{"id":<address>}, "messaging_type", "message":{"text", "quick_replies"}}:
+ * buttons become quick replies when 1..13 fit (title <= 20 characters, payload <= 1000 bytes),
+ * else a numbered list in the text; send->window HUMAN_AGENT adds
+ * `"messaging_type":"MESSAGE_TAG","tag":"HUMAN_AGENT"`. SB_E_INVALID without an address,
+ * with nothing to say, or for window TEMPLATE (Meta messaging has no templates here).
+ * *req written only on success. Pure; any thread. */
+SB_MUST_CHECK sb_result_t sb_meta_render_send(const sb_meta_send_spec_t *spec,
+                                              const char *access_token, const sb_chan_send_t *send,
+                                              sb_chan_http_t *req);
+
 #endif
