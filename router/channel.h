@@ -112,14 +112,18 @@ typedef struct sb_chan_item {
 typedef struct sb_chan_batch {
     sb_chan_item_t *items; /* nitems usable items to publish, in body order */
     size_t nitems;
-    bool quarantine;    /* part or all of the body was authentic but unusable: its raw
-                           bytes go to sb.quarantine.<channel>, the provider gets 200 */
-    int reject_status;  /* 0, or 400/422: answer it and publish nothing (our own clients
-                           only, who do not retry-storm) */
-    size_t nignored;    /* authentic items dropped on purpose: our own echoes coming back
-                           (loop guard). Answered 200; ingress reports outcome "ignored"
-                           when nothing else was published */
-    const char *reason; /* static text without PII: why quarantined / rejected / empty */
+    bool quarantine;        /* part or all of the body was authentic but unusable: its raw
+                               bytes go to sb.quarantine.<channel>, the provider gets 200 */
+    int reject_status;      /* 0, or 400/422: answer it and publish nothing (our own clients
+                               only, who do not retry-storm) */
+    size_t nignored;        /* authentic items dropped on purpose: our own echoes coming back
+                               (loop guard). Answered 200; ingress reports outcome "ignored"
+                               when nothing else was published */
+    const char *reason;     /* static text without PII: why quarantined / rejected / empty */
+    char *reply_body;       /* NULL, or the body of the 200 answer instead of {"ok":true}
+                               (heap, owned; "" = empty): Slack's url_verification challenge,
+                               Twilio's empty TwiML, Slack's empty interactivity ack */
+    const char *reply_type; /* static content type of reply_body (NULL: none) */
 } sb_chan_batch_t;
 
 /* An HTTP call rendered for egress. Owned; free with sb_chan_http_free. */
@@ -237,8 +241,9 @@ typedef struct sb_channel_ops {
                                         size_t errlen);
     void (*destroy)(sb_channel_t *ch);
     /* Authenticates req on its raw bytes at time now_s: SB_OK, or SB_E_AUTH with *reason a
-     * static label without secrets ("missing_signature", "bad_signature", "stale", ...).
-     * Comparisons are constant time. */
+     * static label without secrets ("missing_signature", "bad_signature", "stale", ...),
+     * or SB_E_INVALID with *reason when the request cannot even be read to be verified
+     * (Twilio: a form body with broken %XX; answered 400). Comparisons are constant time. */
     SB_MUST_CHECK sb_result_t (*verify)(const sb_channel_t *ch, const sb_http_request_t *req,
                                         int64_t now_s, const char **reason);
     /* Optional (NULL): answers a GET subscription check. Returns the HTTP status and writes
@@ -295,6 +300,8 @@ extern const sb_channel_ops_t sb_channel_whatsapp;
 extern const sb_channel_ops_t sb_channel_messenger;
 extern const sb_channel_ops_t sb_channel_instagram;
 extern const sb_channel_ops_t sb_channel_telegram;
+extern const sb_channel_ops_t sb_channel_slack;
+extern const sb_channel_ops_t sb_channel_twilio;
 
 /* The ops of channel name, or NULL. */
 const sb_channel_ops_t *sb_channel_find(const char *name);

@@ -16,9 +16,8 @@
 #include "sb/seal.h"
 
 const sb_channel_ops_t *const sb_channel_table[] = {
-    &sb_channel_webchat,
-    &sb_channel_whatsapp, &sb_channel_messenger, &sb_channel_instagram, &sb_channel_telegram,
-    NULL,
+    &sb_channel_webchat,  &sb_channel_whatsapp, &sb_channel_messenger, &sb_channel_instagram,
+    &sb_channel_telegram, &sb_channel_slack,    &sb_channel_twilio,    NULL,
 };
 
 const sb_channel_ops_t *sb_channel_find(const char *name)
@@ -113,6 +112,7 @@ void sb_chan_batch_free(sb_chan_batch_t *b)
     for (size_t i = 0; i < b->nitems; i++)
         sb_chan_item_free(&b->items[i]);
     free(b->items);
+    free(b->reply_body);
     memset(b, 0, sizeof *b);
 }
 
