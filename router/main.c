@@ -132,6 +132,11 @@ int main(int argc, char **argv)
         }
         r.nchannels++;
     }
+    if (sb_egress_check_config(cfg, err, sizeof err) != SB_OK) {
+        fprintf(stderr, "switchboard-router: %s\n", err);
+        status = 2;
+        goto out;
+    }
     if (getenv("SB_TEST_NOW") && *getenv("SB_TEST_NOW"))
         SB_WARN(MOD, "test clock SB_TEST_NOW is set: signature windows use it, not the wall clock");
 
@@ -171,9 +176,11 @@ int main(int argc, char **argv)
     eopts.channels = r.channels;
     eopts.nchannels = r.nchannels;
     eopts.sink_base = sbase;
+    memcpy(eopts.id_secret, keys.id_secret, sizeof eopts.id_secret);
     rc = sb_egress_start(&eg, &eopts);
     if (rc != SB_OK) {
         SB_ERROR(MOD, "egress failed to start error=\"%s\"", sb_result_str(rc));
+        if (rc == SB_E_CONFIG) status = 2;
         goto out;
     }
     if (pthread_create(&r.ready_thread, NULL, ready_loop, &r) != 0) {
