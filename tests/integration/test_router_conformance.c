@@ -72,6 +72,44 @@ static void yaml_whatsapp(sb_buf_t *y, const cJSON *s, const char *override)
                    jstr(s, "app_secret"), jstr(s, "verify_token") ? jstr(s, "verify_token") : "");
 }
 
+/* Messenger and Instagram: one Meta app secret and verify token each. */
+static void yaml_meta(sb_buf_t *y, const char *name, const cJSON *s)
+{
+    sb_buf_appendf(y,
+                   "  %s:\n    enabled: true\n    app_secret: \"%s\"\n"
+                   "    verify_token: \"%s\"\n    access_token: \"conformance-page-token\"\n",
+                   name, jstr(s, "app_secret"),
+                   jstr(s, "verify_token") ? jstr(s, "verify_token") : "");
+}
+
+static void yaml_messenger(sb_buf_t *y, const cJSON *s, const char *override)
+{
+    (void) override;
+    yaml_meta(y, "messenger", s);
+}
+
+static void yaml_instagram(sb_buf_t *y, const cJSON *s, const char *override)
+{
+    (void) override;
+    yaml_meta(y, "instagram", s);
+}
+
+static void yaml_telegram(sb_buf_t *y, const cJSON *s, const char *override)
+{
+    (void) override;
+    /* The bot id is a JSON number in the manifests. */
+    const cJSON *bot = cJSON_GetObjectItemCaseSensitive(s, "bot_id");
+    char bot_id[32];
+    if (cJSON_IsNumber(bot))
+        snprintf(bot_id, sizeof bot_id, "%.0f", bot->valuedouble);
+    else
+        snprintf(bot_id, sizeof bot_id, "%s", jstr(s, "bot_id") ? jstr(s, "bot_id") : "");
+    sb_buf_appendf(y,
+                   "  telegram:\n    enabled: true\n    secret_token: \"%s\"\n"
+                   "    bot_id: \"%s\"\n    bot_token: \"%s:conformance-token\"\n",
+                   jstr(s, "secret_token"), bot_id, bot_id);
+}
+
 /* Every channel under test: its fixture directory name, config block, and the number of
  * cases of the shared manifest (checked when the shared set is present). */
 static const struct {
@@ -79,8 +117,9 @@ static const struct {
     yaml_fn yaml;
     size_t shared_cases;
 } channels[] = {
-    {"webchat", yaml_webchat, 8},
-    {"whatsapp", yaml_whatsapp, 22},
+    {"webchat", yaml_webchat, 8},      {"whatsapp", yaml_whatsapp, 22},
+    {"messenger", yaml_messenger, 11}, {"instagram", yaml_instagram, 8},
+    {"telegram", yaml_telegram, 12},
 };
 #define NCHANNELS (sizeof channels / sizeof channels[0])
 
@@ -323,6 +362,7 @@ static void check_item(rt_t *t, const char *label, const char *channel, const cJ
     assert_true(env->received_at_ms > 0);
     eq(label, "button_payload", jstr(e, "button_payload"), env->button_payload);
     eq(label, "button_title", jstr(e, "button_title"), env->button_title);
+    eq(label, "command", jstr(e, "command"), env->button_payload);
     char h[SB_SEAL_HASH_HEX];
     if (jstr(e, "in_reply_to")) {
         pmid(t, h, channel, jstr(e, "in_reply_to"));
@@ -393,6 +433,7 @@ static void check_item(rt_t *t, const char *label, const char *channel, const cJ
        c->provider_message_id);
     eq(label, "contact.account_id", jstr(e, "business_id"), c->account_id);
     eq(label, "contact.in_reply_to", jstr(e, "in_reply_to"), c->in_reply_to);
+    eq(label, "contact.phone", jstr(e, "phone"), c->phone);
     const cJSON *loc = cJSON_GetObjectItemCaseSensitive(e, "location");
     if (loc) {
         assert_non_null(c->location);
@@ -617,7 +658,7 @@ static void test_own_fixtures(void **state)
     assert_true(rt_start(&t, root));
     run_manifests(&t);
     printf("own fixtures: %zu cases\n", t.cases_run);
-    assert_true(t.cases_run >= 45);
+    assert_true(t.cases_run >= 45 + 76); /* + messenger 28, instagram 20, telegram 28 */
     rt_stop(&t);
     free(root);
 }
