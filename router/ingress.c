@@ -1,8 +1,11 @@
 /* Ingress: from a verified webhook to acknowledged Envelopes on SB_IN (see ingress.h for the
- * flow). The loop thread only verifies (a bounded HMAC) and answers; parsing, redaction,
- * sealing and the blocking JetStream publishes run on a pool thread via sb_http_defer. */
+ * flow). The loop thread verifies (a bounded HMAC), then parses, redacts and seals a small
+ * body itself; a large one (a batch) goes to a pool thread via sb_http_defer. Either way one
+ * asynchronous JetStream publish starts per item, and the answer goes out on the loop thread
+ * once every publish is acknowledged (a 503 if any is not). */
 #include "ingress.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +18,7 @@
 #include "sb/redact.h"
 
 #define MOD "ingress"
+#define INLINE_MAX_BODY (16u * 1024u) /* larger bodies (batches) are parsed on the pool */
 
 /* ---- pure building ---- */
 
@@ -327,9 +331,14 @@ typedef struct route {
 struct sb_ingress {
     sb_ingress_keys_t keys;
     sb_bus_t *bus;
+    sb_http_server_t *srv; /* where acks finish their requests */
     route_t *routes;
 };
 
+/* One webhook in flight. The pool thread parses it and starts one asynchronous publish per
+ * item; the request is answered when both the pool work is done (sb_http_defer's done, on the
+ * loop) and every publish was acknowledged (ack callbacks, on a nats.c thread). refs counts
+ * those: whoever drops it to zero finishes, on the loop thread. */
 typedef struct job {
     route_t *route;
     sb_http_request_t *req;
@@ -339,6 +348,11 @@ typedef struct job {
     const char *reason;
     size_t nitems;
     char first_id[SB_SEAL_HASH_HEX];
+    atomic_int refs;
+    atomic_int failed; /* publishes not acknowledged */
+    atomic_int dups;   /* publishes JetStream dropped as duplicates */
+    size_t published;  /* publishes started */
+    bool quarantined;
 } job_t;
 
 static void finish(route_t *r, sb_http_request_t *req, uint64_t t0, int status, enum outcome oc,
@@ -358,6 +372,58 @@ static void finish(route_t *r, sb_http_request_t *req, uint64_t t0, int status, 
            "reason=\"%s\"",
            r->ch->ops->name, outcome_names[oc], status, nitems, bytes,
            msg_id && *msg_id ? msg_id : "-", reason ? reason : "");
+}
+
+sb_result_t sb_ingress_publish_item(sb_ingress_t *ing, const char *channel,
+                                    const sb_chan_item_t *item, uint32_t batch_index,
+                                    int64_t received_at_ms, char message_id[SB_SEAL_HASH_HEX],
+                                    bool *duplicate)
+{
+    sb_ingress_msg_t m = {0};
+    if (sb_ingress_build(&ing->keys, channel, item, batch_index, received_at_ms, &m) != SB_OK)
+        return SB_E_INVALID;
+    if (message_id) memcpy(message_id, m.message_id, SB_SEAL_HASH_HEX);
+    sb_result_t rc = sb_bus_publish(ing->bus, m.subject, m.data, m.len, m.message_id, duplicate);
+    sb_ingress_msg_free(&m);
+    return rc == SB_OK ? SB_OK : SB_E_UNAVAILABLE;
+}
+
+static void complete(job_t *j);
+
+static void complete_on_loop(void *ctx)
+{
+    complete(ctx);
+}
+
+static void release(job_t *j, bool on_loop)
+{
+    if (atomic_fetch_sub(&j->refs, 1) != 1) return;
+    if (on_loop) {
+        complete(j);
+    } else if (!sb_http_server_post(j->route->ing->srv, complete_on_loop, j)) {
+        /* The server is stopping: the request is dropped with its connection. */
+        free(j);
+    }
+}
+
+static void on_ack(void *ctx, sb_result_t result, bool duplicate)
+{
+    job_t *j = ctx;
+    if (result != SB_OK)
+        atomic_fetch_add(&j->failed, 1);
+    else if (duplicate)
+        atomic_fetch_add(&j->dups, 1);
+    release(j, false);
+}
+
+/* Starts one asynchronous publish for j; false when it could not even start. */
+static bool publish(job_t *j, const char *subject, const void *data, size_t len, const char *msg_id)
+{
+    atomic_fetch_add(&j->refs, 1);
+    if (sb_bus_publish_async(j->route->ing->bus, subject, data, len, msg_id, on_ack, j) == SB_OK)
+        return true;
+    atomic_fetch_sub(&j->refs, 1);
+    return false;
 }
 
 static void work(void *ctx)
@@ -380,7 +446,6 @@ static void work(void *ctx)
         goto out;
     }
     int64_t now_ms = sb_now_ms();
-    size_t dups = 0, published = 0;
     for (size_t i = 0; i < batch.nitems; i++) {
         sb_ingress_msg_t m = {0};
         sb_result_t rc =
@@ -392,54 +457,68 @@ static void work(void *ctx)
             continue;
         }
         if (!j->first_id[0]) memcpy(j->first_id, m.message_id, sizeof j->first_id);
-        bool dup = false;
-        rc = sb_bus_publish(ing->bus, m.subject, m.data, m.len, m.message_id, &dup);
+        bool started = publish(j, m.subject, m.data, m.len, m.message_id);
         sb_ingress_msg_free(&m);
-        if (rc != SB_OK) {
+        if (!started) {
             j->status = 503;
             j->outcome = OUT_UNAVAILABLE;
             j->reason = "publish failed";
             goto out;
         }
-        published++;
-        if (dup) dups++;
+        j->published++;
     }
-    j->nitems = published;
-    sb_metric_add(r->items, (double)published);
     if (batch.quarantine) {
         char subject[128], qid[SB_SEAL_HASH_HEX];
         sb_ingress_quarantine_id(qid, ing->keys.id_secret, channel, j->req->body, j->req->body_len);
         if (!j->first_id[0]) memcpy(j->first_id, qid, sizeof qid);
         if (sb_bus_subject(subject, sizeof subject, "sb.quarantine.%s", channel) != SB_OK ||
-            sb_bus_publish(ing->bus, subject, j->req->body, j->req->body_len, qid, NULL) != SB_OK) {
+            !publish(j, subject, j->req->body, j->req->body_len, qid)) {
             j->status = 503;
             j->outcome = OUT_UNAVAILABLE;
             j->reason = "quarantine publish failed";
             goto out;
         }
-        j->status = 200;
-        j->outcome = OUT_QUARANTINED;
-        goto out;
+        j->quarantined = true;
     }
     j->status = 200;
-    if (published == 0) {
+    if (batch.quarantine) {
+        j->outcome = OUT_QUARANTINED;
+    } else if (j->published == 0) {
         /* Nothing to route: another subscription's notification, or our own echo. */
         j->outcome = OUT_IGNORED;
         if (!j->reason && batch.nignored) j->reason = "own echo (loop guard)";
-    } else if (dups == published) {
-        j->outcome = OUT_DUPLICATE;
     } else {
-        j->outcome = OUT_ACCEPTED;
+        j->outcome = OUT_ACCEPTED; /* refined by the acks in complete() */
     }
 out:
     sb_chan_batch_free(&batch);
 }
 
+/* Answers once the work is done and every publish was acknowledged. Loop thread. */
+static void complete(job_t *j)
+{
+    route_t *r = j->route;
+    if (j->status == 200 && atomic_load(&j->failed) > 0) {
+        /* 2xx only after JetStream has it: the provider retries, the dedup makes it safe. */
+        j->status = 503;
+        j->outcome = OUT_UNAVAILABLE;
+        j->reason = j->quarantined ? "quarantine publish failed" : "publish failed";
+    } else if (j->status == 200 && !j->quarantined && j->published > 0 &&
+               (size_t)atomic_load(&j->dups) == j->published) {
+        j->outcome = OUT_DUPLICATE;
+    }
+    if (j->status == 200) {
+        j->nitems = j->published;
+        sb_metric_add(r->items, (double)j->published);
+    }
+    finish(r, j->req, j->t0, j->status, j->outcome, j->reason, j->nitems, j->first_id);
+    free(j);
+}
+
 static void done(sb_http_request_t *req, void *ctx)
 {
-    job_t *j = ctx;
-    finish(j->route, req, j->t0, j->status, j->outcome, j->reason, j->nitems, j->first_id);
-    free(j);
+    (void)req;
+    release(ctx, true);
 }
 
 static void on_webhook(sb_http_request_t *req)
@@ -459,6 +538,16 @@ static void on_webhook(sb_http_request_t *req)
     j->route = r;
     j->req = req;
     j->t0 = t0;
+    atomic_init(&j->refs, 1); /* held by done(), which runs after work() */
+    atomic_init(&j->failed, 0);
+    atomic_init(&j->dups, 0);
+    if (req->body_len <= INLINE_MAX_BODY) {
+        /* A typical webhook (one message) costs tens of microseconds: cheaper here than the
+         * two thread hand-offs of the pool. Publishing is asynchronous, so nothing blocks. */
+        work(j);
+        done(req, j);
+        return;
+    }
     sb_http_defer(req, work, done, j);
 }
 
@@ -488,6 +577,7 @@ void sb_ingress_add_routes(sb_ingress_t *ing, sb_http_server_t *srv, sb_channel_
     route_t *r = sb_xcalloc(1, sizeof *r);
     r->ing = ing;
     r->ch = ch;
+    ing->srv = srv;
     char labels[160];
     for (int i = 0; i < OUT_COUNT; i++) {
         snprintf(labels, sizeof labels, "channel=\"%s\",outcome=\"%s\"", ch->ops->name,
