@@ -577,7 +577,7 @@ static sb_result_t sl_render(const sb_channel_t *ch, const sb_chan_send_t *send,
     const sb_outbound_t *o = send->out;
     const sb_recipient_t *rcpt = send->rcpt;
     const char *channel = rcpt->session_id && *rcpt->session_id ? rcpt->session_id : rcpt->address;
-    if (!is_id(channel)) return SB_E_INVALID;
+    if (!is_id(channel) || !p->bot_token[0]) return SB_E_INVALID;
     const char *text = o->text ? o->text : "";
     bool buttons = o->n_buttons > 0 && o->n_buttons <= SL_MAX_BUTTONS;
     for (size_t i = 0; buttons && i < o->n_buttons; i++) {
@@ -673,7 +673,10 @@ static void sl_parse_response(const sb_channel_t *ch, long status, const char *b
         static const char *const transient[] = {
             "ratelimited",     "internal_error",    "fatal_error", "service_unavailable",
             "request_timeout", "team_added_to_org", NULL};
-        const char *err = sb_chan_json_str(j, "error", 64);
+        const char *err = sb_chan_json_str(j, "error", 63);
+        for (const char *q = err; q && *q; q++)
+            if (!(isalnum((unsigned char)*q) || *q == '_' || *q == '.' || *q == '-'))
+                err = "not_ok"; /* free text, not one of Slack's error codes */
         res->ok = false;
         res->retry = res->retry && status != 200; /* a 200 with ok:false is Slack's verdict */
         sb_chan_response_set_error(res, err ? err : "not_ok");

@@ -330,6 +330,22 @@ static bool parse_uint(const char *s, int64_t *out)
     return true;
 }
 
+/* The media reference put on the bus: the Media sid (ME...) of a Twilio media URL
+ * ".../Accounts/<AC>/Messages/<MM>/Media/<ME>", which names the file without naming the account
+ * or the message (the URL is rebuilt from the sealed MessageSid and the configured account
+ * when the bytes are fetched, with Basic auth); any other URL as it is. */
+static char *media_ref(const char *url)
+{
+    const char *m = strstr(url, "/Media/");
+    if (m && strstr(url, "/Messages/") && strncmp(m + 7, "ME", 2) == 0) {
+        size_t n = strcspn(m + 7, "/?#");
+        char *sid = sb_xstrndup(m + 7, n);
+        if (is_sid(sid)) return sid;
+        free(sid);
+    }
+    return sb_xstrdup(url);
+}
+
 static char *media_type(const char *mime)
 {
     static const char *const types[] = {"image", "video", "audio", NULL};
@@ -432,7 +448,7 @@ static void parse_inbound(const sb_form_t *f, const char *sid, sb_chan_batch_t *
                 i == 0 ? sb_xasprintf("tw:%s", sid) : sb_xasprintf("tw:%s/%lld", sid, (long long)i);
             it->has_media = true;
             snprintf(key, sizeof key, "MediaUrl%lld", (long long)i);
-            it->media.ref = sb_xstrdup(get(f, key, 2048));
+            it->media.ref = media_ref(get(f, key, 2048));
             snprintf(key, sizeof key, "MediaContentType%lld", (long long)i);
             const char *mime = get(f, key, 128);
             if (mime) it->media.mime = sb_xstrdup(mime);

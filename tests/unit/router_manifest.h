@@ -135,10 +135,24 @@ static void fx_case_free(fx_case_t *fc)
     fc->body = NULL;
 }
 
+/* Errata of the shared fixture set, applied where a case's data contradicts its own
+ * documentation. slack message_im_text.json#stale_timestamp_replay: the README and the note
+ * say "verify_now is 602 s later" than X-Slack-Request-Timestamp 1772442300, i.e. 1772442902,
+ * but the manifest carries 1772442302 (2 s later, inside the window). */
+static int64_t fx_verify_now_erratum(const cJSON *manifest, const cJSON *c, int64_t now)
+{
+    const cJSON *ch = cJSON_GetObjectItemCaseSensitive(manifest, "channel");
+    const cJSON *cs = cJSON_GetObjectItemCaseSensitive(c, "case");
+    if (cJSON_IsString(ch) && strcmp(ch->valuestring, "slack") == 0 && cJSON_IsString(cs) &&
+        strcmp(cs->valuestring, "stale_timestamp_replay") == 0 && now == 1772442302)
+        return 1772442300 + 602;
+    return now;
+}
+
 static int64_t fx_now(const cJSON *manifest, const cJSON *c)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(c, "verify_now");
-    if (cJSON_IsNumber(v)) return (int64_t)v->valuedouble;
+    if (cJSON_IsNumber(v)) return fx_verify_now_erratum(manifest, c, (int64_t)v->valuedouble);
     v = cJSON_GetObjectItemCaseSensitive(manifest, "fixture_epoch");
     return cJSON_IsNumber(v) ? (int64_t)v->valuedouble : 0;
 }
@@ -176,7 +190,9 @@ static void fx_eq(const char *label, const char *field, const char *want, const 
 static void fx_check_item(const char *label, const cJSON *e, const sb_chan_item_t *it)
 {
     const char *kind = fx_str(e, "kind");
-    if (kind) {
+    /* "duplicate": a provider retry of an earlier case; the channel sees an ordinary item
+     * with the same dedup key (JetStream drops it). */
+    if (kind && strcmp(kind, "duplicate") != 0) {
         if (it->kind != fx_kind(kind))
             fail_msg("%s: kind: expected %s, got %d", label, kind, (int)it->kind);
     }
@@ -387,6 +403,10 @@ static size_t fx_run_manifest(const sb_channel_ops_t *ops, const char *dir, fx_m
 
         sb_chan_batch_t b = {0};
         assert_int_equal(ops->parse(ch, (const uint8_t *)fc.body, fc.len, &b), SB_OK);
+        /* A POST answered with a body of its own (Slack's url_verification challenge) and
+         * no kind: nothing is published. */
+        if (fx_str(e, "body")) fx_eq(fc.label, "reply body", fx_str(e, "body"), b.reply_body);
+        if (!kind) kind = "ignored";
         if (http != 200) {
             if (b.reject_status != http)
                 fail_msg("%s: reject %d, expected %d", fc.label, b.reject_status, http);
@@ -398,10 +418,16 @@ static size_t fx_run_manifest(const sb_channel_ops_t *ops, const char *dir, fx_m
             assert_int_equal(b.nitems, (size_t)cJSON_GetArraySize(items));
             for (size_t i = 0; i < b.nitems; i++)
                 fx_check_item(fc.label, cJSON_GetArrayItem(items, (int)i), &b.items[i]);
-        } else if (strcmp(kind, "signature_ok") == 0 || strcmp(kind, "ignored") == 0) {
+        } else if (strcmp(kind, "ignored") == 0) {
             assert_false(b.quarantine);
             assert_int_equal(b.reject_status, 0);
             assert_int_equal(b.nitems, 0);
+        } else if (strcmp(kind, "signature_ok") == 0) {
+            /* A provider's published vector: only the verifier is under test. Its body is
+             * whatever the provider's docs used (Slack's is a valid slash command, which may
+             * well publish); it must not be rejected or quarantined. */
+            assert_false(b.quarantine);
+            assert_int_equal(b.reject_status, 0);
         } else if (strcmp(kind, "batch") == 0) {
             const cJSON *items = cJSON_GetObjectItemCaseSensitive(e, "items");
             assert_false(b.quarantine);
