@@ -353,10 +353,15 @@ typedef struct job {
     atomic_int dups;   /* publishes JetStream dropped as duplicates */
     size_t published;  /* publishes started */
     bool quarantined;
+    char *reply_body;       /* the channel's own 200 body (owned), or NULL */
+    const char *reply_type; /* its content type (static) */
 } job_t;
 
-static void finish(route_t *r, sb_http_request_t *req, uint64_t t0, int status, enum outcome oc,
-                   const char *reason, size_t nitems, const char *msg_id)
+/* Answers req. A 200 carries reply (the channel's own answer: a Slack challenge, Twilio's
+ * TwiML, an empty Slack ack) with reply_type when reply is not NULL, else {"ok":true}. */
+static void finish_reply(route_t *r, sb_http_request_t *req, uint64_t t0, int status,
+                         enum outcome oc, const char *reason, size_t nitems, const char *msg_id,
+                         const char *reply, const char *reply_type)
 {
     char body[160];
     if (status == 200)
@@ -364,7 +369,12 @@ static void finish(route_t *r, sb_http_request_t *req, uint64_t t0, int status, 
     else
         snprintf(body, sizeof body, "{\"error\":\"%s\"}", reason ? reason : "error");
     size_t bytes = req->body_len; /* req is gone once answered */
-    sb_http_respond_json(req, status, body);
+    if (status == 200 && reply) {
+        static const char *const extra[] = {"X-Content-Type-Options: nosniff", NULL};
+        sb_http_respond(req, status, reply_type, extra, reply, strlen(reply));
+    } else {
+        sb_http_respond_json(req, status, body);
+    }
     sb_metric_inc(r->outcomes[oc]);
     sb_metric_observe(r->seconds, (double)(sb_mono_ns() - t0) / 1e9);
     sb_log(status >= 500 || oc == OUT_QUARANTINED ? SB_LOG_WARN : SB_LOG_INFO, MOD,
@@ -372,6 +382,12 @@ static void finish(route_t *r, sb_http_request_t *req, uint64_t t0, int status, 
            "reason=\"%s\"",
            r->ch->ops->name, outcome_names[oc], status, nitems, bytes,
            msg_id && *msg_id ? msg_id : "-", reason ? reason : "");
+}
+
+static void finish(route_t *r, sb_http_request_t *req, uint64_t t0, int status, enum outcome oc,
+                   const char *reason, size_t nitems, const char *msg_id)
+{
+    finish_reply(r, req, t0, status, oc, reason, nitems, msg_id, NULL, NULL);
 }
 
 sb_result_t sb_ingress_publish_item(sb_ingress_t *ing, const char *channel,
@@ -402,6 +418,7 @@ static void release(job_t *j, bool on_loop)
         complete(j);
     } else if (!sb_http_server_post(j->route->ing->srv, complete_on_loop, j)) {
         /* The server is stopping: the request is dropped with its connection. */
+        free(j->reply_body);
         free(j);
     }
 }
@@ -440,6 +457,9 @@ static void work(void *ctx)
         return;
     }
     j->reason = batch.reason;
+    j->reply_body = batch.reply_body; /* the 200's body, if the channel has its own */
+    j->reply_type = batch.reply_type;
+    batch.reply_body = NULL;
     if (batch.reject_status) {
         j->status = batch.reject_status;
         j->outcome = OUT_REJECTED_INVALID;
@@ -447,6 +467,8 @@ static void work(void *ctx)
     }
     int64_t now_ms = sb_now_ms();
     for (size_t i = 0; i < batch.nitems; i++) {
+        /* A provider without event times (Twilio): the item happened when it arrived. */
+        if (batch.items[i].occurred_at_ms == 0) batch.items[i].occurred_at_ms = now_ms;
         sb_ingress_msg_t m = {0};
         sb_result_t rc =
             sb_ingress_build(&ing->keys, channel, &batch.items[i], (uint32_t)i, now_ms, &m);
@@ -511,7 +533,9 @@ static void complete(job_t *j)
         j->nitems = j->published;
         sb_metric_add(r->items, (double)j->published);
     }
-    finish(r, j->req, j->t0, j->status, j->outcome, j->reason, j->nitems, j->first_id);
+    finish_reply(r, j->req, j->t0, j->status, j->outcome, j->reason, j->nitems, j->first_id,
+                 j->reply_body, j->reply_type);
+    free(j->reply_body);
     free(j);
 }
 
@@ -530,7 +554,12 @@ static void on_webhook(sb_http_request_t *req)
         return;
     }
     const char *reason = "bad_signature";
-    if (r->ch->ops->verify(r->ch, req, sb_router_now_s(), &reason) != SB_OK) {
+    sb_result_t v = r->ch->ops->verify(r->ch, req, sb_router_now_s(), &reason);
+    if (v == SB_E_INVALID) { /* not even readable enough to verify (Twilio: broken %XX) */
+        finish(r, req, t0, 400, OUT_REJECTED_INVALID, reason, 0, NULL);
+        return;
+    }
+    if (v != SB_OK) {
         finish(r, req, t0, 401, OUT_REJECTED_SIGNATURE, reason, 0, NULL);
         return;
     }
