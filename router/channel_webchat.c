@@ -10,7 +10,9 @@
  * that is not a webchat.v1 event at all (no "schema") is acknowledged with nothing published.
  *
  * Egress: POST <base>/messages with a message.created event authored by bot or agent, signed
- * the same way with the same secret. */
+ * the same way with the same secret. Replies to the browser widget's own sessions (account
+ * "browser", see webchat_browser.h) are delivered live instead by the deliver op
+ * (webchat_live.c). */
 #include "channel.h"
 
 #include <cjson/cJSON.h>
@@ -19,6 +21,7 @@
 #include <string.h>
 
 #include "sb/seal.h"
+#include "webchat_live.h"
 
 #define WC_MAX_KEY 64
 #define WC_MAX_SIG_HEADER 2048
@@ -411,4 +414,6 @@ const sb_channel_ops_t sb_channel_webchat = {
     .parse = wc_parse,
     .render = wc_render,
     .rate_per_s = wc_rate_per_s,
+    /* Replies to browser sessions go live over SSE (webchat_live.c), not to the callback. */
+    .deliver = sb_webchat_live_deliver,
 };

@@ -15,6 +15,7 @@
 #ifndef SB_ROUTER_INGRESS_H
 #define SB_ROUTER_INGRESS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -63,6 +64,17 @@ sb_ingress_t *sb_ingress_create(const sb_ingress_keys_t *keys, sb_bus_t *bus);
 /* Adds the POST (and GET handshake) routes of ch to srv; ch is borrowed and must outlive srv.
  * Loop thread, before sb_http_server_run. */
 void sb_ingress_add_routes(sb_ingress_t *ing, sb_http_server_t *srv, sb_channel_t *ch);
+/* Builds item (see sb_ingress_build) and publishes it on SB_IN, waiting for the JetStream ack:
+ * the one publish path of every inbound item, webhooks and the browser widget alike (whose
+ * caller authenticated and normalized the item itself). message_id (may be NULL) receives the
+ * Envelope's message id once built, *duplicate (may be NULL) whether JetStream dropped it as
+ * a duplicate. SB_E_INVALID when the item cannot be represented, SB_E_UNAVAILABLE when the
+ * publish was not acked. Blocking: a pool thread, never the loop thread. */
+SB_MUST_CHECK sb_result_t sb_ingress_publish_item(sb_ingress_t *ing, const char *channel,
+                                                  const sb_chan_item_t *item, uint32_t batch_index,
+                                                  int64_t received_at_ms,
+                                                  char message_id[SB_SEAL_HASH_HEX],
+                                                  bool *duplicate);
 /* Frees the pipeline after the server stopped. */
 void sb_ingress_destroy(sb_ingress_t *ing);
 

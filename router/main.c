@@ -3,11 +3,12 @@
  * Start-up: flags and config (sb_service_init), the keys and each enabled channel's secrets,
  * the channels, the bus with the standard streams, then one HTTP server on router.http_listen
  * carrying the channel webhooks, /healthz /readyz /metrics, and the built-in sink; the egress
- * thread consumes SB_OUT. /readyz is true while the bus is connected and the streams exist:
- * the stream check is a blocking JetStream request, so a small thread refreshes a cached
- * answer every two seconds and the loop only reads it.
- * Shutdown (SIGINT/SIGTERM): the server stops (answering requests in progress), then the
- * readiness and egress threads are joined, then the bus is closed. */
+ * thread consumes SB_OUT; with the webchat channel, the browser widget's API and files
+ * (webchat_browser.h) and the live-reply hub (webchat_live.h). /readyz is true while the bus is
+ * connected and the streams exist: the stream check is a blocking JetStream request, so a small
+ * thread refreshes a cached answer every two seconds and the loop only reads it. Shutdown
+ * (SIGINT/SIGTERM): the server stops (answering requests in progress), then the readiness and
+ * egress threads are joined, then the bus is closed. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -24,6 +25,8 @@
 #include "sb/seal.h"
 #include "sb/service.h"
 #include "sink.h"
+#include "webchat_browser.h"
+#include "webchat_live.h"
 
 #define MOD "router"
 #define READY_INTERVAL_MS 2000
@@ -103,6 +106,8 @@ int main(int argc, char **argv)
     sb_ingress_t *ing = NULL;
     sb_router_sink_t *sink = NULL;
     sb_egress_t *eg = NULL;
+    sb_webchat_live_t *live = NULL;
+    sb_webchat_browser_t *wb = NULL;
     char *sbase = NULL;
     bool ready_started = false;
     status = 1;
@@ -188,6 +193,18 @@ int main(int argc, char **argv)
         goto out;
     }
     ready_started = true;
+    if (cfg->webchat.enabled) {
+        /* The browser widget, last: once the live hub subscribes, the loop must run. */
+        sb_webchat_browser_opts_t wopts = {.cfg = cfg, .ing = ing, .id_secret = keys.id_secret};
+        if (sb_webchat_browser_create(&wb, &wopts, err, sizeof err) != SB_OK) {
+            fprintf(stderr, "switchboard-router: %s\n", err);
+            status = 2;
+            goto out;
+        }
+        if (sb_webchat_live_create(&live, r.svc.bus, srv, NULL) != SB_OK) goto out;
+        sb_webchat_browser_set_live(wb, live);
+        sb_webchat_browser_add_routes(wb, srv);
+    }
     SB_INFO(MOD, "listening listen=%s port=%d channels=%zu", cfg->router.http_listen,
             sb_http_server_port(srv), r.nchannels);
     rc = sb_http_server_run(srv);
@@ -201,7 +218,9 @@ out:
         pthread_join(r.ready_thread, NULL);
     }
     sb_egress_stop(eg);
+    sb_webchat_live_destroy(live); /* the server has stopped: no stream is open */
     sb_http_server_destroy(srv);
+    sb_webchat_browser_destroy(wb);
     sb_ingress_destroy(ing);
     sb_router_sink_destroy(sink);
     for (size_t i = 0; i < r.nchannels; i++)

@@ -1,0 +1,23 @@
+# Turns the widget's static files into C arrays (router/widget/assets.h describes the result).
+# Usage: cmake -DOUT=<generated .c> "-DFILES=<file|file|...>" -P embed.cmake
+set(code "/* Generated from router/widget/ by router/widget/embed.cmake: do not edit. */\n")
+string(APPEND code "#include \"widget/assets.h\"\n\n")
+set(entries "")
+set(count 0)
+string(REPLACE "|" ";" FILES "${FILES}")
+foreach(f ${FILES})
+  get_filename_component(name ${f} NAME)
+  string(MAKE_C_IDENTIFIER ${name} id)
+  file(READ ${f} hex HEX)
+  string(LENGTH "${hex}" n)
+  math(EXPR len "${n} / 2")
+  # 32 bytes per line.
+  string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," bytes "${hex}")
+  string(REGEX REPLACE "((0x..,){32})" "\\1\n    " bytes "${bytes}")
+  string(APPEND code "static const unsigned char a_${id}[] = {\n    ${bytes}0x00};\n\n")
+  string(APPEND entries "    {\"${name}\", a_${id}, ${len}},\n")
+  math(EXPR count "${count} + 1")
+endforeach()
+string(APPEND code "const sb_webchat_asset_t sb_webchat_assets[] = {\n${entries}};\n")
+string(APPEND code "const size_t sb_webchat_nassets = ${count};\n")
+file(WRITE ${OUT} "${code}")
