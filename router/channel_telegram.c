@@ -11,7 +11,8 @@
  * callback_query (inline button) -> button_reply; my_chat_member in a private chat -> status
  * blocked_by_user / unblocked, elsewhere -> system. Every item's dedup key is
  * tg:<bot_id>:<update_id>; message ids are only unique per chat, so provider ids are
- * "<chat_id>:<message_id>" ("cbq:<id>" for button taps). The chat to answer goes into
+ * "<chat_id>:<message_id>" ("cbq:<id>" for button taps, whose webhook answer carries the
+ * answerCallbackQuery call that stops the client's spinner). The chat to answer goes into
  * session_id. Unreadable updates are quarantined with 200 (Telegram retries any non-2xx).
  *
  * Egress: POST <base>/bot<token>/sendMessage {chat_id, text (cut at 4096 characters),
@@ -180,6 +181,7 @@ typedef struct up_ctx {
     const tg_priv_t *p;
     int64_t update_id;
     const char *reason; /* why UP_BAD */
+    char *reply;        /* the webhook answer's body (heap), or NULL */
 } up_ctx_t;
 
 static void base_item(const up_ctx_t *c, sb_chan_item_t *it, int64_t from, int64_t chat)
@@ -400,6 +402,14 @@ static enum up_result parse_callback(up_ctx_t *c, const cJSON *q, sb_chan_item_t
     base_item(c, it, from, chat);
     set_user(it, fromv);
     it->provider_message_id = sb_xasprintf("cbq:%s", id);
+    /* Every tap must be answered or the user's client keeps a spinner on the button. The
+     * webhook's own answer can carry that Bot API call: no token, no second request, and
+     * nothing depends on its result. */
+    cJSON *ack = cJSON_CreateObject();
+    cJSON_AddStringToObject(ack, "method", "answerCallbackQuery");
+    cJSON_AddStringToObject(ack, "callback_query_id", id);
+    c->reply = cJSON_PrintUnformatted(ack);
+    cJSON_Delete(ack);
     if (has_msg) it->in_reply_to = sb_xasprintf("%lld:%lld", (long long)chat, (long long)mid);
     const char *data = sb_chan_json_str(q, "data", TG_MAX_CALLBACK_DATA);
     if (!data) {
@@ -473,6 +483,11 @@ static sb_result_t tg_parse(const sb_channel_t *ch, const uint8_t *body, size_t 
     switch (parse_update(&c, root, it)) {
     case UP_ITEM:
         out->nitems++;
+        if (c.reply) {
+            out->reply_body = c.reply;
+            out->reply_type = "application/json";
+            c.reply = NULL;
+        }
         goto done;
     case UP_IGNORED:
         out->nignored++;
@@ -487,6 +502,7 @@ static sb_result_t tg_parse(const sb_channel_t *ch, const uint8_t *body, size_t 
     }
     sb_chan_item_free(it);
 done:
+    free(c.reply);
     cJSON_Delete(root);
     return SB_OK;
 }
