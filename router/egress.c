@@ -939,8 +939,8 @@ void sb_chan_response_set_error(sb_chan_response_t *res, const char *s)
         if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
               ch == '_' || ch == '.' || ch == '-'))
             return; /* may be free text: keep nothing */
-        res->error[n] = ch;
     }
+    memcpy(res->error, s, n);
     res->error[n] = '\0';
 }
 
