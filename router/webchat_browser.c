@@ -587,6 +587,7 @@ static const char *content_type(const char *name)
     if (strcmp(dot, ".js") == 0) return "text/javascript; charset=utf-8";
     if (strcmp(dot, ".css") == 0) return "text/css; charset=utf-8";
     if (strcmp(dot, ".html") == 0) return "text/html; charset=utf-8";
+    if (strcmp(dot, ".svg") == 0) return "image/svg+xml";
     return "application/octet-stream";
 }
 

@@ -9,7 +9,7 @@
  *   POST /v1/webchat/messages      text (<= 8 KiB) or a button tap (postback) -> one item ->
  *                                  ingress (sb_ingress_publish_item) -> 200 after the ack
  *   GET  /v1/webchat/stream        SSE of the bot's and agents' replies (webchat_live.c)
- *   GET  /widget/<file>            widget.js, widget.css, demo.html, demo.css (compiled in)
+ *   GET  /widget/<file>            widget.js, widget.css, demo.html, demo.css, favicon.svg
  *
  * Every API call needs an Origin in channels.webchat.allowed_origins, or the router's own
  * origin (scheme://Host: the demo page); the token is bound to the origin it was issued for.

@@ -1,6 +1,7 @@
-/* The widget's static files (router/widget/: widget.js, widget.css, demo.html, demo.css),
- * compiled into the router by router/widget/embed.cmake so that no path has to be configured
- * and a deployment cannot serve a stale copy. Served by webchat_browser.c as /widget/<name>. */
+/* The widget's static files (router/widget/: widget.js, widget.css, the demo page with its
+ * demo.css and favicon.svg), compiled into the router by router/widget/embed.cmake so that no
+ * path has to be configured and a deployment cannot serve a stale copy. Served by
+ * webchat_browser.c as /widget/<name>. */
 #ifndef SB_ROUTER_WIDGET_ASSETS_H
 #define SB_ROUTER_WIDGET_ASSETS_H
 
