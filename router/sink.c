@@ -35,6 +35,20 @@ sb_router_sink_t *sb_router_sink_create(size_t keep)
     return s;
 }
 
+/* The path for the log line with credentials masked: Telegram's Bot API puts the bot token in
+ * the path ("/bot<id>:<secret>/sendMessage"), and tokens are never logged. */
+static void log_path(const char *path, char *out, size_t n)
+{
+    const char *bot = strstr(path, "/bot");
+    const char *end = bot ? strchr(bot + 4, '/') : NULL;
+    if (bot && !end) end = bot + strlen(bot);
+    if (!bot || !memchr(bot, ':', (size_t)(end - bot))) {
+        snprintf(out, n, "%s", path);
+        return;
+    }
+    snprintf(out, n, "%.*s/bot(hidden)%s", (int)(bot - path), path, end);
+}
+
 static void on_request(sb_http_request_t *req)
 {
     sb_router_sink_t *s = req->route_ctx;
@@ -50,7 +64,9 @@ static void on_request(sb_http_request_t *req)
         s->next = (s->next + 1) % s->keep;
         if (s->count < s->keep) s->count++;
     }
-    SB_INFO(MOD, "request method=%s path=%s bytes=%zu", req->method, req->path, req->body_len);
+    char path[256];
+    log_path(req->path, path, sizeof path);
+    SB_INFO(MOD, "request method=%s path=%s bytes=%zu", req->method, path, req->body_len);
     char body[96];
     snprintf(body, sizeof body, "{\"messages\":[{\"id\":\"wamid.sink%llu\"}]}", s->seq);
     sb_http_respond_json(req, 200, body);
