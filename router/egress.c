@@ -76,6 +76,7 @@ struct job {
     long retry_after_s;
     sb_buf_t body;
     double seconds;
+    size_t slot;          /* conv_inflight slot while in flight */
     job_t *next;          /* wait / ready / completion queue */
     job_t *iprev, *inext; /* in-flight list, under mu */
 };
@@ -107,6 +108,7 @@ struct sb_egress {
     job_t *ready_head, *ready_tail;
     size_t sending;
     size_t concurrency;
+    const char **conv_inflight; /* concurrency slots: conversation of each call in flight */
 };
 
 char *sb_egress_api_base(const sb_config_t *cfg, const sb_channel_t *ch, const char *sink_base)
@@ -385,6 +387,7 @@ static void on_answer(void *ctx, sb_http_async_result_t *res)
     job_t *j = ctx;
     sb_egress_t *eg = j->eg;
     eg->sending--;
+    eg->conv_inflight[j->slot] = NULL;
     sb_metric_set(eg->inflight_gauge, (double)eg->sending);
     j->net_rc = res->rc;
     j->status = res->resp.status;
@@ -396,16 +399,38 @@ static void on_answer(void *ctx, sb_http_async_result_t *res)
     ready_pump(eg);
 }
 
+/* True when a call of j's conversation is in flight: replies of one conversation go out one at
+ * a time, in order (when nothing fails; a retry can still reorder, see docs/egress.md). */
+static bool conv_busy(const sb_egress_t *eg, const job_t *j)
+{
+    const char *conv = j->o->conversation_id;
+    if (!conv || !*conv) return false;
+    for (size_t i = 0; i < eg->concurrency; i++)
+        if (eg->conv_inflight[i] && strcmp(eg->conv_inflight[i], conv) == 0) return true;
+    return false;
+}
+
 static void ready_pump(sb_egress_t *eg)
 {
     bool stopping = sb_http_async_stopping(eg->loop);
-    while (eg->ready_head && (stopping || eg->sending < eg->concurrency)) {
-        job_t *j = eg->ready_head;
-        eg->ready_head = j->next;
-        if (!eg->ready_head) eg->ready_tail = NULL;
+    job_t *prev = NULL;
+    job_t *j = eg->ready_head;
+    while (j && (stopping || eg->sending < eg->concurrency)) {
+        job_t *next = j->next;
+        if (!stopping && conv_busy(eg, j)) {
+            prev = j; /* waits for its conversation's call; later ones may go */
+            j = next;
+            continue;
+        }
+        if (prev)
+            prev->next = next;
+        else
+            eg->ready_head = next;
+        if (eg->ready_tail == j) eg->ready_tail = prev;
         j->next = NULL;
         if (stopping) {
             complete(j, J_CANCELED);
+            j = next;
             continue;
         }
         sb_http_async_request_t r = {.method = j->req.method,
@@ -419,10 +444,19 @@ static void ready_pump(sb_egress_t *eg)
         if (rc != SB_OK) {
             j->net_rc = rc;
             complete(j, rc == SB_E_UNAVAILABLE ? J_CANCELED : J_ANSWERED);
+            j = next;
             continue;
+        }
+        for (size_t i = 0; i < eg->concurrency; i++) {
+            if (!eg->conv_inflight[i]) {
+                eg->conv_inflight[i] = j->o->conversation_id;
+                j->slot = i;
+                break;
+            }
         }
         eg->sending++;
         sb_metric_set(eg->inflight_gauge, (double)eg->sending);
+        j = next;
     }
 }
 
@@ -826,6 +860,7 @@ sb_result_t sb_egress_start(sb_egress_t **out, const sb_egress_opts_t *opts)
     }
     eg->inflight_gauge =
         sb_metrics_gauge("sb_router_egress_inflight", "Channel API calls in flight", NULL);
+    eg->conv_inflight = sb_xcalloc(eg->concurrency, sizeof *eg->conv_inflight);
     sb_result_t rc = sb_http_async_create(&eg->loop, "egress");
     if (rc != SB_OK) goto fail;
     eg->nchans = opts->nchannels;
@@ -889,6 +924,7 @@ void sb_egress_stop(sb_egress_t *eg)
     sb_bus_pull_destroy(eg->pull);
     sb_bus_kv_close(eg->ledger);
     free_chans(eg);
+    free(eg->conv_inflight);
     pthread_cond_destroy(&eg->cv);
     pthread_mutex_destroy(&eg->mu);
     sb_seal_wipe(eg->o.recipient_sk, sizeof eg->o.recipient_sk);

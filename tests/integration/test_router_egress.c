@@ -294,6 +294,7 @@ static const char *header(const rec_t *r, const char *name)
 
 typedef struct out_opts {
     const char *channel, *message_id, *address, *text, *nats_msg_id;
+    const char *conversation; /* NULL: CONV */
     bool bad_seal, no_buttons;
     int64_t last_customer_ms; /* 0: unknown */
 } out_opts_t;
@@ -316,7 +317,7 @@ static void publish(eg_t *t, const out_opts_t *a)
 
     sb_outbound_t o = SWITCHBOARD__V1__OUTBOUND__INIT;
     o.message_id = (char *)a->message_id;
-    o.conversation_id = (char *)CONV;
+    o.conversation_id = (char *)(a->conversation ? a->conversation : CONV);
     o.partition = 3;
     o.channel = (char *)a->channel;
     o.sealed_recipient.data = sealed;
@@ -755,14 +756,21 @@ static void test_concurrency_with_slow_provider(void **state)
 {
     eg_t *t = *state;
     enum { N = 14 };
-    char ids[N][32];
+    char ids[N][32], convs[N][40];
     atomic_store(&t->prov->max_holding, 0);
     for (int i = 0; i < N; i++) {
         snprintf(ids[i], sizeof ids[i], "out:wa-slow-%d", i);
+        snprintf(convs[i], sizeof convs[i], "c0ffee%026d", i); /* one conversation each */
         prov_rule(t->prov, ids[i], 1, 200, "", 0, 700);
     }
-    for (int i = 0; i < N; i++)
-        publish_simple(t, "whatsapp", ids[i], "slow");
+    for (int i = 0; i < N; i++) {
+        out_opts_t a = {.channel = "whatsapp",
+                        .message_id = ids[i],
+                        .address = "15550109876",
+                        .text = "slow",
+                        .conversation = convs[i]};
+        publish(t, &a);
+    }
     for (int i = 0; i < N; i++)
         assert_int_equal(wait_sends(t->prov, ids[i], 1, WAIT_MS), 1);
     for (int i = 0; i < N; i++) {
@@ -775,6 +783,26 @@ static void test_concurrency_with_slow_provider(void **state)
     assert_true(max <= CONCURRENCY); /* never more than router.egress_concurrency */
     for (int i = 0; i < N; i++)
         assert_int_equal(sends_of(t->prov, ids[i]), 1);
+}
+
+static void test_one_conversation_in_order(void **state)
+{
+    eg_t *t = *state;
+    enum { N = 4 };
+    char ids[N][32];
+    atomic_store(&t->prov->max_holding, 0);
+    for (int i = 0; i < N; i++) {
+        snprintf(ids[i], sizeof ids[i], "out:wa-order-%d", i);
+        prov_rule(t->prov, ids[i], 1, 200, "", 0, 300);
+    }
+    for (int i = 0; i < N; i++)
+        publish_simple(t, "whatsapp", ids[i], "in order");
+    for (int i = 0; i < N; i++)
+        assert_int_equal(wait_sends(t->prov, ids[i], 1, WAIT_MS), 1);
+    /* One conversation: one call at a time, in publish order. */
+    assert_int_equal(atomic_load(&t->prov->max_holding), 1);
+    for (int i = 1; i < N; i++)
+        assert_true(last_send(t->prov, ids[i])->at_ns > last_send(t->prov, ids[i - 1])->at_ns);
 }
 
 static void test_killed_after_send_not_sent_again(void **state)
@@ -918,6 +946,7 @@ int main(void)
         cmocka_unit_test(test_whatsapp_window),
         cmocka_unit_test(test_rate_limit_spreads),
         cmocka_unit_test(test_concurrency_with_slow_provider),
+        cmocka_unit_test(test_one_conversation_in_order),
         cmocka_unit_test(test_killed_after_send_not_sent_again),
         cmocka_unit_test(test_window_closed_without_template),
         cmocka_unit_test(test_builtin_sink),
