@@ -577,7 +577,9 @@ static sb_result_t sl_render(const sb_channel_t *ch, const sb_chan_send_t *send,
     const sb_outbound_t *o = send->out;
     const sb_recipient_t *rcpt = send->rcpt;
     const char *channel = rcpt->session_id && *rcpt->session_id ? rcpt->session_id : rcpt->address;
-    if (!is_id(channel) || !p->bot_token[0]) return SB_E_INVALID;
+    /* Conversations (C..., G...), DMs (D...) and users (U..., W...): never a workspace (T...),
+     * which is the "sender" of system items. */
+    if (!is_id(channel) || !strchr("CDGUW", channel[0]) || !p->bot_token[0]) return SB_E_INVALID;
     const char *text = o->text ? o->text : "";
     bool buttons = o->n_buttons > 0 && o->n_buttons <= SL_MAX_BUTTONS;
     for (size_t i = 0; buttons && i < o->n_buttons; i++) {

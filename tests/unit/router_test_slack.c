@@ -345,6 +345,8 @@ static void test_render(void **state)
     assert_int_equal(sb_channel_slack.render(ch, &send, &req), SB_E_INVALID);
     rc.address = (char *)"U1 \"x\"";
     assert_int_equal(sb_channel_slack.render(ch, &send, &req), SB_E_INVALID);
+    rc.address = (char *)"T0TEST00001"; /* a workspace: the sender of system items */
+    assert_int_equal(sb_channel_slack.render(ch, &send, &req), SB_E_INVALID);
     rc.address = (char *)"U1";
     o.n_buttons = 0;
     o.text = (char *)"";
