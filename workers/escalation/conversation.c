@@ -907,6 +907,7 @@ static sb_result_t cls_compute(sb_store_txn_t *txn, void *ctx)
 
     switch (env->kind) {
     case SWITCHBOARD__V1__MESSAGE_KIND__KIND_STATUS:
+    case SWITCHBOARD__V1__MESSAGE_KIND__KIND_SYSTEM: /* provider events: facts, not turns */
         r = cls_status(j, &s);
         break;
     case SWITCHBOARD__V1__MESSAGE_KIND__KIND_SESSION:
@@ -970,7 +971,8 @@ sb_result_t esc_engine_on_classification(esc_engine_t *e, const void *data, size
     const sb_envelope_t *env = c->envelope;
     short_id(cid, env->conversation_id);
     bool needs_contact = env->kind != SWITCHBOARD__V1__MESSAGE_KIND__KIND_STATUS &&
-                         env->kind != SWITCHBOARD__V1__MESSAGE_KIND__KIND_SESSION;
+                         env->kind != SWITCHBOARD__V1__MESSAGE_KIND__KIND_SESSION &&
+                         env->kind != SWITCHBOARD__V1__MESSAGE_KIND__KIND_SYSTEM;
     if (env->sealed_contact.len > 0 && env->kind != SWITCHBOARD__V1__MESSAGE_KIND__KIND_STATUS) {
         r = open_contact(e, &env->sealed_contact, &contact);
         if (r != SB_OK) {
