@@ -526,6 +526,10 @@ static void on_stream(sb_http_request_t *req)
     peer_key(req, peer, sizeof peer);
     const char *origin = sb_http_header(req, "Origin");
     const char *cors = origin_allowed(wb, req, origin) ? origin : NULL;
+    if (strcmp(req->method, "GET") != 0) { /* HEAD: no stream to describe */
+        answer_error(wb, req, EP_STREAM, OC_INVALID, 405, "method not allowed", cors);
+        return;
+    }
     if (!sb_webchat_limiter_allow(wb->ip_streams, peer, (uint64_t)sb_mono_ns() / 1000000)) {
         answer_error(wb, req, EP_STREAM, OC_RATE_LIMITED, 429, "rate limited", cors);
         return;
