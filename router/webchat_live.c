@@ -23,6 +23,7 @@
 #define MAX_EVENT_ID 64
 #define MAX_CONV_ID 64
 #define FLUSH_MS 2000
+#define STREAM_MAX_QUEUED (1024 * 1024) /* a replay of the whole ring fits */
 
 typedef struct event {
     char id[MAX_EVENT_ID + 1];
@@ -34,8 +35,8 @@ typedef struct client client_t;
 
 typedef struct conv {
     char id[MAX_CONV_ID + 1];
-    event_t *ring; /* keep slots; oldest at head */
-    size_t head, count;
+    event_t *ring; /* cap slots (grown up to keep); oldest at head */
+    size_t head, count, cap;
     size_t bytes;
     client_t *clients;
     size_t nclients;
@@ -107,6 +108,12 @@ static size_t bucket_of(const char *id)
 
 /* ---- conversations ---- */
 
+/* The i-th kept reply of c, oldest first. */
+static event_t *slot(const conv_t *c, size_t i)
+{
+    return &c->ring[(c->head + i) % c->cap];
+}
+
 static void lru_unlink(sb_webchat_live_t *l, conv_t *c)
 {
     if (c->lru_prev)
@@ -145,7 +152,7 @@ static void conv_free(sb_webchat_live_t *l, conv_t *c)
     if (*pp) *pp = c->hnext;
     lru_unlink(l, c);
     for (size_t i = 0; i < c->count; i++)
-        free(c->ring[(c->head + i) % l->o.keep].frame);
+        free(slot(c, i)->frame);
     l->bytes -= c->bytes;
     l->nconvs--;
     free(c->ring);
@@ -169,7 +176,6 @@ static conv_t *conv_get(sb_webchat_live_t *l, const char *id)
     if (!c) {
         c = sb_xcalloc(1, sizeof *c);
         snprintf(c->id, sizeof c->id, "%s", id);
-        c->ring = sb_xcalloc(l->o.keep, sizeof *c->ring);
         size_t b = bucket_of(id);
         c->hnext = l->buckets[b];
         l->buckets[b] = c;
@@ -179,24 +185,36 @@ static conv_t *conv_get(sb_webchat_live_t *l, const char *id)
     return c;
 }
 
-static bool ring_has(const sb_webchat_live_t *l, const conv_t *c, const char *id)
+static bool ring_has(const conv_t *c, const char *id)
 {
     for (size_t i = 0; i < c->count; i++)
-        if (strcmp(c->ring[(c->head + i) % l->o.keep].id, id) == 0) return true;
+        if (strcmp(slot(c, i)->id, id) == 0) return true;
     return false;
 }
 
 static void ring_push(sb_webchat_live_t *l, conv_t *c, const char *id, char *frame, size_t len)
 {
-    if (c->count == l->o.keep) {
-        event_t *old = &c->ring[c->head];
+    if (c->count == c->cap && c->cap < l->o.keep) {
+        /* Grow (conversations with few replies stay small), oldest first again. */
+        size_t cap = c->cap ? c->cap * 2 : 4;
+        if (cap > l->o.keep) cap = l->o.keep;
+        event_t *ring = sb_xcalloc(cap, sizeof *ring);
+        for (size_t i = 0; i < c->count; i++)
+            ring[i] = *slot(c, i);
+        free(c->ring);
+        c->ring = ring;
+        c->cap = cap;
+        c->head = 0;
+    }
+    if (c->count == c->cap) {
+        event_t *old = slot(c, 0);
         c->bytes -= old->len;
         l->bytes -= old->len;
         free(old->frame);
-        c->head = (c->head + 1) % l->o.keep;
+        c->head = (c->head + 1) % c->cap;
         c->count--;
     }
-    event_t *e = &c->ring[(c->head + c->count) % l->o.keep];
+    event_t *e = slot(c, c->count);
     snprintf(e->id, sizeof e->id, "%s", id);
     e->frame = frame;
     e->len = len;
@@ -268,7 +286,7 @@ void sb_webchat_live_attach(sb_webchat_live_t *l, sb_http_request_t *req,
     cl->expires_s = expires_s;
     cl->opened_ms = (uint64_t)sb_now_ms();
     cl->st = sb_http_stream_start(req, 200, "text/event-stream; charset=utf-8", headers,
-                                  SB_WEBCHAT_LIVE_MAX_EVENT * 4, on_stream_closed, cl);
+                                  STREAM_MAX_QUEUED, on_stream_closed, cl);
     if (!cl->st) {
         free(cl);
         return;
@@ -298,10 +316,10 @@ void sb_webchat_live_attach(sb_webchat_live_t *l, sb_http_request_t *req,
     size_t from = 0;
     if (last_event_id && *last_event_id) {
         for (size_t i = 0; i < c->count; i++)
-            if (strcmp(c->ring[(c->head + i) % l->o.keep].id, last_event_id) == 0) from = i + 1;
+            if (strcmp(slot(c, i)->id, last_event_id) == 0) from = i + 1;
     }
     for (size_t i = from; i < c->count; i++) {
-        const event_t *e = &c->ring[(c->head + i) % l->o.keep];
+        const event_t *e = slot(c, i);
         send_frame(cl, e->frame, e->len);
         sb_metric_inc(l->m_replayed);
     }
@@ -330,7 +348,7 @@ static void on_loop_event(void *ctx)
         goto out;
     }
     conv_t *c = conv_get(l, in->conv);
-    if (ring_has(l, c, idj->valuestring)) goto out; /* a redelivered Outbound */
+    if (ring_has(c, idj->valuestring)) goto out; /* a redelivered Outbound */
     sb_buf_t f = {0};
     sb_buf_appendf(&f, "id: %s\nevent: message\ndata: ", idj->valuestring);
     sb_buf_append(&f, in->data, in->len);

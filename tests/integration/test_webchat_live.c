@@ -677,6 +677,47 @@ static void test_messages_and_live_replies(void **state)
     sse_close(&e2);
 }
 
+/* The replay window: the last 50 replies of a conversation, each once. */
+static void test_replay_window(void **state)
+{
+    t_t *t = *state;
+    sess_t s;
+    assert_int_equal(new_session(t->h.router_port, ORIGIN, &s, NULL), 200);
+    consent(t->h.router_port, &s);
+    sse_t e;
+    sse_open(&e, t->port_b, s.token, NULL);
+    assert_int_equal(e.status, 200);
+    char id[128], *data = NULL;
+    for (int i = 1; i <= 60; i++) {
+        char mid[32];
+        snprintf(mid, sizeof mid, "out-win-%d", i);
+        publish_reply(&s, mid, false, "one of many");
+    }
+    /* All 60 arrive live (in whatever order the two egress copies delivered them). */
+    int seen = 0;
+    while (seen < 60 && sse_next(&e, STEP_MS, id, sizeof id, &data)) {
+        assert_int_equal(strncmp(id, "out-win-", 8), 0);
+        free(data);
+        seen++;
+    }
+    assert_int_equal(seen, 60);
+    sse_close(&e);
+    /* A reload gets the 50 most recent, each once. */
+    sse_open(&e, t->port_b, s.token, NULL);
+    bool got[61] = {false};
+    int n = 0;
+    while (sse_next(&e, 500, id, sizeof id, &data)) {
+        int k = atoi(id + 8);
+        assert_true(k >= 1 && k <= 60);
+        assert_false(got[k]);
+        got[k] = true;
+        free(data);
+        n++;
+    }
+    assert_int_equal(n, 50);
+    sse_close(&e);
+}
+
 static void test_rate_limits(void **state)
 {
     t_t *t = *state;
@@ -718,6 +759,7 @@ int main(void)
         cmocka_unit_test(test_session_origins_and_cors),
         cmocka_unit_test(test_tokens),
         cmocka_unit_test(test_messages_and_live_replies),
+        cmocka_unit_test(test_replay_window),
         cmocka_unit_test(test_rate_limits),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
