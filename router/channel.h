@@ -30,6 +30,7 @@
 #include "sb/config.h"
 #include "sb/http.h"
 #include "sb/result.h"
+#include "sb/seal.h"
 #include "sb/util.h"
 
 /* Bounds on what one webhook may carry, checked before anything is copied. */
@@ -338,6 +339,24 @@ SB_MUST_CHECK sb_result_t sb_chan_parse_unix(const char *s, int64_t *out_s);
 /* Splits a space-separated secret list: at most max tokens into tok (pointers into a heap copy
  * *store that the caller frees). Returns the number found. */
 size_t sb_chan_split_secrets(const char *list, char **store, const char **tok, size_t max);
+/* A channel's configured secrets (the current one and, while it rotates, the previous ones),
+ * each a heap copy. Embedded in a channel's private state. */
+typedef struct sb_chan_secrets {
+    char *v[SB_CHAN_MAX_SECRETS];
+    size_t n;
+} sb_chan_secrets_t;
+/* Fills s (overwritten) with copies of the space-separated list (NULL = none); returns s->n,
+ * 0 when the list holds no secret. Release with sb_chan_secrets_close. */
+size_t sb_chan_secrets_init(sb_chan_secrets_t *s, const char *list);
+/* Wipes and frees every secret of s and zeroes it; safe on a zeroed or closed s. */
+void sb_chan_secrets_close(sb_chan_secrets_t *s);
+/* True when mac (32 bytes) is the HMAC-SHA256 of parts under one of the secrets of s. Every
+ * secret is tried and compared in constant time. */
+SB_MUST_CHECK bool sb_chan_secrets_hmac_sha256(const sb_chan_secrets_t *s,
+                                               const sb_seal_part_t *parts, size_t nparts,
+                                               const uint8_t mac[32]);
+/* Wipes and frees a heap string holding a secret (NULL: nothing). */
+void sb_chan_wipe_free(char *s);
 /* Counts UTF-8 characters (code points) of s. */
 size_t sb_chan_utf8_len(const char *s);
 /* A heap copy of s cut to at most max UTF-8 characters (bytes when in_bytes), never inside a
@@ -350,12 +369,19 @@ char *sb_chan_button_list(const char *text, const sb_outbound_t *o);
 /* Appends a NULL-terminated header list entry "Name: value" to req->headers. */
 void sb_chan_http_add_header(sb_chan_http_t *req, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+struct cJSON;
+/* Renders `POST url` with root printed as the body, header `Content-Type: <content_type>` and,
+ * when bearer is not NULL, `Authorization: Bearer <bearer>` (callers add further headers to
+ * *req afterwards). Takes root (a cJSON tree) and url (heap) in every case. SB_E_INTERNAL when
+ * root cannot be printed; *req is written only on success. */
+SB_MUST_CHECK sb_result_t sb_chan_http_post_json(struct cJSON *root, char *url,
+                                                 const char *content_type, const char *bearer,
+                                                 sb_chan_http_t *req);
 /* Constant-time equality of two strings of any length (HMAC under a random process key, so
  * neither content nor length leaks through timing). */
 SB_MUST_CHECK bool sb_chan_secret_equal(const char *a, size_t alen, const char *b, size_t blen);
 
 /* cJSON helpers (cJSON is included only by the channel sources). */
-struct cJSON;
 /* Parses len bytes as JSON; NULL when malformed. The caller frees with cJSON_Delete. */
 struct cJSON *sb_chan_json_parse(const uint8_t *body, size_t len);
 /* The string member key of obj, or NULL when absent, not a string, empty or longer than max. */

@@ -19,18 +19,9 @@
 #include "channel.h"
 #include "meta.h"
 
-#include <stdlib.h>
-#include <string.h>
-
-#include "sb/seal.h"
-
-typedef struct ig_priv {
-    sb_meta_auth_t auth;
-    char *access_token; /* page access token; only ever in a header */
-} ig_priv_t;
-
-static const sb_meta_messaging_t ig_messaging = {.object = "instagram", .prefix = "ig"};
-static const sb_meta_send_spec_t ig_send = {
+static const sb_meta_messaging_t ig_messaging = {
+    .object = "instagram",
+    .prefix = "ig",
     .messaging_type = NULL,
     .max_text = 1000,
     .max_text_in_bytes = true,
@@ -60,78 +51,11 @@ static int64_t ig_rate_per_s(const sb_config_t *cfg)
 static const char *const ig_required[] = {"channels.instagram.app_secret",
                                           "channels.instagram.verify_token", NULL};
 
-static void ig_destroy(sb_channel_t *ch)
-{
-    ig_priv_t *p = ch->priv;
-    if (!p) return;
-    sb_meta_auth_close(&p->auth);
-    if (p->access_token) {
-        sb_seal_wipe(p->access_token, strlen(p->access_token));
-        free(p->access_token);
-    }
-    free(p);
-    ch->priv = NULL;
-}
-
 static sb_result_t ig_create(sb_channel_t *ch, const sb_config_t *cfg, char *err, size_t errlen)
 {
-    ig_priv_t *p = sb_xcalloc(1, sizeof *p);
-    sb_result_t rc =
-        sb_meta_auth_init(&p->auth, "channels.instagram.app_secret", cfg->instagram.app_secret,
-                          cfg->instagram.verify_token, err, errlen);
-    if (rc != SB_OK) {
-        free(p);
-        return rc;
-    }
-    p->access_token = sb_xstrdup(cfg->instagram.access_token ? cfg->instagram.access_token : "");
-    ch->priv = p;
-    return SB_OK;
-}
-
-static sb_result_t ig_verify(const sb_channel_t *ch, const sb_http_request_t *req, int64_t now_s,
-                             const char **reason)
-{
-    (void)now_s; /* Meta signs no timestamp: replay protection is TLS + dedup on the mid */
-    const ig_priv_t *p = ch->priv;
-    return sb_meta_verify(&p->auth, req, reason);
-}
-
-static int ig_handshake(const sb_channel_t *ch, const sb_http_request_t *req, char *body,
-                        size_t bodylen)
-{
-    const ig_priv_t *p = ch->priv;
-    return sb_meta_handshake(&p->auth, req, body, bodylen);
-}
-
-static sb_result_t ig_parse(const sb_channel_t *ch, const uint8_t *body, size_t len,
-                            sb_chan_batch_t *out)
-{
-    (void)ch;
-    return sb_meta_parse_messaging(&ig_messaging, body, len, out);
-}
-
-static sb_result_t ig_render(const sb_channel_t *ch, const sb_chan_send_t *send,
-                             sb_chan_http_t *req)
-{
-    const ig_priv_t *p = ch->priv;
-    return sb_meta_render_send(&ig_send, p->access_token, send, req);
-}
-
-static void ig_parse_response(const sb_channel_t *ch, long status, const char *body, size_t len,
-                              sb_chan_response_t *res)
-{
-    (void)ch;
-    (void)status;
-    sb_chan_graph_parse_response(body, len, res);
-}
-
-static void ig_window_policy(const sb_config_t *cfg, sb_chan_window_policy_t *out)
-{
-    (void)cfg;
-    /* Standard messaging: 24 h after the customer's last message; a human agent may answer
-     * with the HUMAN_AGENT tag up to 7 days after it. No templates. */
-    out->free_ms = SB_CHAN_WINDOW_24H_MS;
-    out->agent_tag_ms = SB_CHAN_WINDOW_7D_MS;
+    const sb_config_meta_t *c = &cfg->instagram;
+    return sb_meta_create(ch, c->app_secret, c->verify_token, c->access_token, &ig_messaging, err,
+                          errlen);
 }
 
 const sb_channel_ops_t sb_channel_instagram = {
@@ -142,12 +66,12 @@ const sb_channel_ops_t sb_channel_instagram = {
     .max_body = ig_max_body,
     .api_base = ig_api_base,
     .create = ig_create,
-    .destroy = ig_destroy,
-    .verify = ig_verify,
-    .handshake = ig_handshake,
-    .parse = ig_parse,
-    .render = ig_render,
-    .parse_response = ig_parse_response,
-    .window_policy = ig_window_policy,
+    .destroy = sb_meta_destroy,
+    .verify = sb_meta_verify,
+    .handshake = sb_meta_handshake,
+    .parse = sb_meta_parse,
+    .render = sb_meta_render,
+    .parse_response = sb_meta_parse_response,
+    .window_policy = sb_meta_window_policy,
     .rate_per_s = ig_rate_per_s,
 };

@@ -56,8 +56,7 @@
 #define SL_MAX_SECTION 3000 /* characters of a section block's text */
 
 typedef struct sl_priv {
-    char *secrets[SB_CHAN_MAX_SECRETS];
-    size_t nsecrets;
+    sb_chan_secrets_t secrets; /* signing secrets */
     char *bot_token;
     int64_t max_skew_s;
 } sl_priv_t;
@@ -84,20 +83,12 @@ static int64_t sl_rate(const sb_config_t *cfg)
 
 static const char *const sl_required[] = {"channels.slack.signing_secret", NULL};
 
-static void wipe_free(char *s)
-{
-    if (!s) return;
-    sb_seal_wipe(s, strlen(s));
-    free(s);
-}
-
 static void sl_destroy(sb_channel_t *ch)
 {
     sl_priv_t *p = ch->priv;
     if (!p) return;
-    for (size_t i = 0; i < p->nsecrets; i++)
-        wipe_free(p->secrets[i]);
-    wipe_free(p->bot_token);
+    sb_chan_secrets_close(&p->secrets);
+    sb_chan_wipe_free(p->bot_token);
     free(p);
     ch->priv = NULL;
 }
@@ -106,17 +97,10 @@ static sb_result_t sl_create(sb_channel_t *ch, const sb_config_t *cfg, char *err
 {
     sl_priv_t *p = sb_xcalloc(1, sizeof *p);
     ch->priv = p;
-    char *store = NULL;
-    const char *tok[SB_CHAN_MAX_SECRETS];
-    p->nsecrets =
-        sb_chan_split_secrets(cfg->slack.signing_secret, &store, tok, SB_CHAN_MAX_SECRETS);
-    for (size_t i = 0; i < p->nsecrets; i++)
-        p->secrets[i] = sb_xstrdup(tok[i]);
-    sb_seal_wipe(store, strlen(store));
-    free(store);
+    size_t nsecrets = sb_chan_secrets_init(&p->secrets, cfg->slack.signing_secret);
     p->bot_token = sb_xstrdup(cfg->slack.bot_token ? cfg->slack.bot_token : "");
     p->max_skew_s = cfg->slack.max_skew_s > 0 ? cfg->slack.max_skew_s : 300;
-    if (p->nsecrets == 0) {
+    if (nsecrets == 0) {
         snprintf(err, errlen, "channels.slack.signing_secret: not set");
         sl_destroy(ch);
         return SB_E_CONFIG;
@@ -154,14 +138,7 @@ static sb_result_t sl_verify(const sb_channel_t *ch, const sb_http_request_t *re
         return SB_E_AUTH;
     }
     sb_seal_part_t parts[4] = {{"v0:", 3}, {ts, strlen(ts)}, {":", 1}, {req->body, req->body_len}};
-    bool ok = false;
-    for (size_t i = 0; i < p->nsecrets; i++) {
-        uint8_t mac[32];
-        sb_seal_hmac_sha256(mac, p->secrets[i], strlen(p->secrets[i]), parts, 4);
-        ok |= sb_seal_equal(mac, got, sizeof mac);
-        sb_seal_wipe(mac, sizeof mac);
-    }
-    if (!ok) {
+    if (!sb_chan_secrets_hmac_sha256(&p->secrets, parts, 4, got)) {
         *reason = "bad_signature";
         return SB_E_AUTH;
     }
@@ -623,34 +600,18 @@ static sb_result_t sl_render(const sb_channel_t *ch, const sb_chan_send_t *send,
         cJSON_AddItemToArray(blocks, actions);
     } else {
         /* No buttons, or more than one actions block holds: a numbered list in the text. */
-        sb_buf_t t = {0};
-        sb_buf_append(&t, text, strlen(text));
-        for (size_t i = 0; i < o->n_buttons; i++) {
-            const char *title = o->buttons[i]->title ? o->buttons[i]->title : "";
-            sb_buf_appendf(&t, "%s%zu. %s", i == 0 ? (t.len ? "\n\n" : "") : "\n", i + 1, title);
-        }
-        if (t.len == 0) {
-            sb_buf_free(&t);
+        char *list = sb_chan_button_list(text, o);
+        if (!*list) {
+            free(list);
             cJSON_Delete(root);
             return SB_E_INVALID; /* Slack refuses an empty message */
         }
-        cJSON_AddStringToObject(root, "text", t.data);
-        sb_buf_free(&t);
+        cJSON_AddStringToObject(root, "text", list);
+        free(list);
     }
     cJSON_AddBoolToObject(root, "unfurl_links", false);
-    char *json = cJSON_PrintUnformatted(root);
-    cJSON_Delete(root);
-    if (!json) return SB_E_INTERNAL;
-
-    sb_chan_http_t r = {0};
-    r.method = "POST";
-    r.url = sb_xasprintf("%s/chat.postMessage", send->api_base);
-    sb_buf_append(&r.body, json, strlen(json));
-    free(json);
-    sb_chan_http_add_header(&r, "Content-Type: application/json; charset=utf-8");
-    sb_chan_http_add_header(&r, "Authorization: Bearer %s", p->bot_token);
-    *req = r;
-    return SB_OK;
+    return sb_chan_http_post_json(root, sb_xasprintf("%s/chat.postMessage", send->api_base),
+                                  "application/json; charset=utf-8", p->bot_token, req);
 }
 
 /* Slack's Web API answers {"ok":true,"channel":"D..","ts":"..."} or {"ok":false,"error":".."},

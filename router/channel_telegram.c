@@ -27,8 +27,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sb/seal.h"
-
 #define TG_PATH "/v1/ingress/telegram/"
 #define TG_MAX_SECRET 256
 #define TG_MAX_TEXT 4096        /* characters, after entity parsing */
@@ -37,9 +35,8 @@
 #define TG_MAX_BOT_ID 20
 
 typedef struct tg_priv {
-    char *secrets[SB_CHAN_MAX_SECRETS];
-    size_t nsecrets;
-    char *bot_token; /* only ever in the URL of a rendered call */
+    sb_chan_secrets_t secrets; /* webhook secret tokens */
+    char *bot_token;           /* only ever in the URL of a rendered call */
     char bot_id[TG_MAX_BOT_ID + 1];
 } tg_priv_t;
 
@@ -66,20 +63,12 @@ static int64_t tg_rate_per_s(const sb_config_t *cfg)
 static const char *const tg_required[] = {"channels.telegram.secret_token",
                                           "channels.telegram.bot_id", NULL};
 
-static void wipe_free(char *s)
-{
-    if (!s) return;
-    sb_seal_wipe(s, strlen(s));
-    free(s);
-}
-
 static void tg_destroy(sb_channel_t *ch)
 {
     tg_priv_t *p = ch->priv;
     if (!p) return;
-    for (size_t i = 0; i < p->nsecrets; i++)
-        wipe_free(p->secrets[i]);
-    wipe_free(p->bot_token);
+    sb_chan_secrets_close(&p->secrets);
+    sb_chan_wipe_free(p->bot_token);
     free(p);
     ch->priv = NULL;
 }
@@ -99,18 +88,12 @@ static sb_result_t tg_create(sb_channel_t *ch, const sb_config_t *cfg, char *err
 {
     tg_priv_t *p = sb_xcalloc(1, sizeof *p);
     ch->priv = p;
-    char *store = NULL;
-    const char *tok[SB_CHAN_MAX_SECRETS];
-    p->nsecrets =
-        sb_chan_split_secrets(cfg->telegram.secret_token, &store, tok, SB_CHAN_MAX_SECRETS);
-    bool secrets_ok = p->nsecrets > 0;
-    for (size_t i = 0; i < p->nsecrets; i++) {
-        p->secrets[i] = sb_xstrdup(tok[i]);
+    bool secrets_ok = sb_chan_secrets_init(&p->secrets, cfg->telegram.secret_token) > 0;
+    for (size_t i = 0; i < p->secrets.n; i++) {
         /* setWebhook accepts 1-256 characters of A-Z a-z 0-9 _ - */
-        if (strlen(tok[i]) > TG_MAX_SECRET || !all_of(tok[i], "_-", false)) secrets_ok = false;
+        const char *tok = p->secrets.v[i];
+        if (strlen(tok) > TG_MAX_SECRET || !all_of(tok, "_-", false)) secrets_ok = false;
     }
-    sb_seal_wipe(store, strlen(store));
-    free(store);
     const char *bot = cfg->telegram.bot_id ? cfg->telegram.bot_id : "";
     const char *token = cfg->telegram.bot_token ? cfg->telegram.bot_token : "";
     p->bot_token = sb_xstrdup(token);
@@ -146,8 +129,8 @@ static sb_result_t tg_verify(const sb_channel_t *ch, const sb_http_request_t *re
         return SB_E_AUTH;
     }
     bool ok = false;
-    for (size_t i = 0; i < p->nsecrets; i++)
-        ok |= sb_chan_secret_equal(h, strlen(h), p->secrets[i], strlen(p->secrets[i]));
+    for (size_t i = 0; i < p->secrets.n; i++)
+        ok |= sb_chan_secret_equal(h, strlen(h), p->secrets.v[i], strlen(p->secrets.v[i]));
     if (!ok) {
         *reason = "bad_secret_token";
         return SB_E_AUTH;
@@ -573,18 +556,9 @@ static sb_result_t tg_render(const sb_channel_t *ch, const sb_chan_send_t *send,
             cJSON_AddItemToArray(rows, row);
         }
     }
-    char *json = cJSON_PrintUnformatted(root);
-    cJSON_Delete(root);
-    if (!json) return SB_E_INTERNAL;
-
-    sb_chan_http_t r = {0};
-    r.method = "POST";
-    r.url = sb_xasprintf("%s/bot%s/sendMessage", send->api_base, p->bot_token);
-    sb_buf_append(&r.body, json, strlen(json));
-    free(json);
-    sb_chan_http_add_header(&r, "Content-Type: application/json");
-    *req = r;
-    return SB_OK;
+    return sb_chan_http_post_json(
+        root, sb_xasprintf("%s/bot%s/sendMessage", send->api_base, p->bot_token),
+        "application/json", NULL, req);
 }
 
 /* {"ok":true,"result":{"message_id":N,"chat":{"id":C}}} or {"ok":false,"error_code":N,

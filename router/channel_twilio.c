@@ -56,10 +56,9 @@
 #define TW_STATUS_PATH "/v1/ingress/twilio/status"
 
 typedef struct tw_priv {
-    char *tokens[SB_CHAN_MAX_SECRETS];
-    size_t ntokens;
-    char *base; /* public_base_url without a trailing '/' */
-    char *alt;  /* the same with the default port added or removed ("" when not applicable) */
+    sb_chan_secrets_t tokens; /* auth tokens */
+    char *base;               /* public_base_url without a trailing '/' */
+    char *alt; /* the same with the default port added or removed ("" when not applicable) */
     char *account_sid;
     char *from;
 } tw_priv_t;
@@ -87,19 +86,11 @@ static int64_t tw_rate(const sb_config_t *cfg)
 static const char *const tw_required[] = {"channels.twilio.auth_token",
                                           "channels.twilio.public_base_url", NULL};
 
-static void wipe_free(char *s)
-{
-    if (!s) return;
-    sb_seal_wipe(s, strlen(s));
-    free(s);
-}
-
 static void tw_destroy(sb_channel_t *ch)
 {
     tw_priv_t *p = ch->priv;
     if (!p) return;
-    for (size_t i = 0; i < p->ntokens; i++)
-        wipe_free(p->tokens[i]);
+    sb_chan_secrets_close(&p->tokens);
     free(p->base);
     free(p->alt);
     free(p->account_sid);
@@ -134,13 +125,7 @@ static sb_result_t tw_create(sb_channel_t *ch, const sb_config_t *cfg, char *err
 {
     tw_priv_t *p = sb_xcalloc(1, sizeof *p);
     ch->priv = p;
-    char *store = NULL;
-    const char *tok[SB_CHAN_MAX_SECRETS];
-    p->ntokens = sb_chan_split_secrets(cfg->twilio.auth_token, &store, tok, SB_CHAN_MAX_SECRETS);
-    for (size_t i = 0; i < p->ntokens; i++)
-        p->tokens[i] = sb_xstrdup(tok[i]);
-    sb_seal_wipe(store, strlen(store));
-    free(store);
+    size_t ntokens = sb_chan_secrets_init(&p->tokens, cfg->twilio.auth_token);
     const char *base = cfg->twilio.public_base_url ? cfg->twilio.public_base_url : "";
     size_t blen = strlen(base);
     while (blen > 0 && base[blen - 1] == '/')
@@ -149,7 +134,7 @@ static sb_result_t tw_create(sb_channel_t *ch, const sb_config_t *cfg, char *err
     p->alt = toggle_default_port(p->base);
     p->account_sid = sb_xstrdup(cfg->twilio.account_sid ? cfg->twilio.account_sid : "");
     p->from = sb_xstrdup(cfg->twilio.from ? cfg->twilio.from : "");
-    if (p->ntokens == 0) {
+    if (ntokens == 0) {
         snprintf(err, errlen, "channels.twilio.auth_token: not set");
         goto fail;
     }
@@ -186,9 +171,9 @@ static bool check_sig(const tw_priv_t *p, const char *url, const sb_form_t *f,
         parts[2 + 2 * i].len = f->params[i].value_len;
     }
     bool ok = false;
-    for (size_t i = 0; i < p->ntokens; i++) {
+    for (size_t i = 0; i < p->tokens.n; i++) {
         uint8_t mac[TW_SIG_BYTES];
-        if (sb_seal_hmac_sha1(mac, p->tokens[i], strlen(p->tokens[i]), parts, nparts) != SB_OK)
+        if (sb_seal_hmac_sha1(mac, p->tokens.v[i], strlen(p->tokens.v[i]), parts, nparts) != SB_OK)
             continue;
         ok |= sb_seal_equal(mac, sig, sizeof mac);
         sb_seal_wipe(mac, sizeof mac);
@@ -580,16 +565,10 @@ static sb_result_t tw_render(const sb_channel_t *ch, const sb_chan_send_t *send,
         to = sb_xstrdup(rcpt->address);
 
     /* SMS has no buttons: the text, then a numbered list of the button titles. */
-    sb_buf_t text = {0};
-    const char *t = o->text ? o->text : "";
-    sb_buf_append(&text, t, strlen(t));
-    for (size_t i = 0; i < o->n_buttons; i++) {
-        const char *title = o->buttons[i]->title ? o->buttons[i]->title : "";
-        sb_buf_appendf(&text, "%s%zu. %s", i == 0 ? (text.len ? "\n\n" : "") : "\n", i + 1, title);
-    }
+    char *text = sb_chan_button_list(o->text, o);
     sb_buf_t body_text = {0};
-    append_cut(&body_text, text.data ? text.data : "", TW_MAX_BODY_CHARS);
-    sb_buf_free(&text);
+    append_cut(&body_text, text, TW_MAX_BODY_CHARS);
+    free(text);
     if (body_text.len == 0) {
         free(to);
         sb_buf_free(&body_text);
@@ -611,7 +590,7 @@ static sb_result_t tw_render(const sb_channel_t *ch, const sb_chan_send_t *send,
     sb_buf_free(&body_text);
 
     /* HTTP Basic: base64(AccountSid ":" auth token), the primary (first) token. */
-    char *cred = sb_xasprintf("%s:%s", p->account_sid, p->tokens[0]);
+    char *cred = sb_xasprintf("%s:%s", p->account_sid, p->tokens.v[0]);
     size_t clen = strlen(cred);
     char *b64 = sb_xmalloc(sb_seal_base64_len(clen));
     sb_seal_base64_encode(b64, cred, clen);

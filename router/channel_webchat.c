@@ -371,15 +371,10 @@ static sb_result_t wc_render(const sb_channel_t *ch, const sb_chan_send_t *send,
     }
     if (o->in_reply_to && *o->in_reply_to)
         cJSON_AddStringToObject(msg, "in_reply_to", o->in_reply_to);
-    char *json = cJSON_PrintUnformatted(root);
-    cJSON_Delete(root);
-    if (!json) return SB_E_INTERNAL;
-
-    sb_chan_http_t r = {0};
-    r.method = "POST";
-    r.url = sb_xasprintf("%s/messages", api_base);
-    sb_buf_append(&r.body, json, strlen(json));
-    free(json);
+    sb_chan_http_t r;
+    sb_result_t rc = sb_chan_http_post_json(root, sb_xasprintf("%s/messages", api_base),
+                                            "application/json", NULL, &r);
+    if (rc != SB_OK) return rc;
     char ts[24];
     snprintf(ts, sizeof ts, "%lld", (long long)now_s);
     uint8_t mac[32];
@@ -387,7 +382,6 @@ static sb_result_t wc_render(const sb_channel_t *ch, const sb_chan_send_t *send,
     char b64[64];
     sb_seal_base64_encode(b64, mac, sizeof mac);
     sb_seal_wipe(mac, sizeof mac);
-    sb_chan_http_add_header(&r, "Content-Type: application/json");
     sb_chan_http_add_header(&r, "webhook-id: %s", o->message_id);
     sb_chan_http_add_header(&r, "webhook-timestamp: %s", ts);
     sb_chan_http_add_header(&r, "webhook-signature: v1,%s", b64);

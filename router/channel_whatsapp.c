@@ -6,7 +6,8 @@
  * item with dedup key `wa:<wamid>` or `wa-st:<wamid>:<status>`. Items that cannot be read make
  * the whole raw body go to quarantine (the readable ones are still published), because Meta
  * retries any non-2xx for up to 7 days. GET answers the hub.* subscription handshake.
- * Signatures and the handshake are Meta's shared code (meta.c).
+ * The private state, signatures, the handshake and the reading of Graph answers are Meta's
+ * shared code (meta.c).
  *
  * Egress: POST <base>/<phone_number_id>/messages with a bearer token: text, up to three reply
  * buttons (titles <= 20 characters) as an interactive message, more as a numbered text list,
@@ -20,16 +21,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sb/seal.h"
-
 #define WA_MAX_BUTTONS 3
 #define WA_MAX_BUTTON_TITLE 20
 #define WA_MAX_TEXT 4096
-
-typedef struct wa_priv {
-    sb_meta_auth_t auth; /* app secrets and verify token (meta.c) */
-    char *access_token;
-} wa_priv_t;
 
 static bool wa_enabled(const sb_config_t *cfg)
 {
@@ -49,47 +43,10 @@ static const char *wa_api_base(const sb_config_t *cfg)
 static const char *const wa_required[] = {"channels.whatsapp.app_secret",
                                           "channels.whatsapp.verify_token", NULL};
 
-static void wa_destroy(sb_channel_t *ch)
-{
-    wa_priv_t *p = ch->priv;
-    if (!p) return;
-    sb_meta_auth_close(&p->auth);
-    if (p->access_token) {
-        sb_seal_wipe(p->access_token, strlen(p->access_token));
-        free(p->access_token);
-    }
-    free(p);
-    ch->priv = NULL;
-}
-
 static sb_result_t wa_create(sb_channel_t *ch, const sb_config_t *cfg, char *err, size_t errlen)
 {
-    wa_priv_t *p = sb_xcalloc(1, sizeof *p);
-    sb_result_t rc =
-        sb_meta_auth_init(&p->auth, "channels.whatsapp.app_secret", cfg->whatsapp.app_secret,
-                          cfg->whatsapp.verify_token, err, errlen);
-    if (rc != SB_OK) {
-        free(p);
-        return rc;
-    }
-    p->access_token = sb_xstrdup(cfg->whatsapp.access_token ? cfg->whatsapp.access_token : "");
-    ch->priv = p;
-    return SB_OK;
-}
-
-static sb_result_t wa_verify(const sb_channel_t *ch, const sb_http_request_t *req, int64_t now_s,
-                             const char **reason)
-{
-    (void)now_s; /* Meta signs no timestamp: replay protection is TLS + dedup on the wamid */
-    const wa_priv_t *p = ch->priv;
-    return sb_meta_verify(&p->auth, req, reason);
-}
-
-static int wa_handshake(const sb_channel_t *ch, const sb_http_request_t *req, char *body,
-                        size_t bodylen)
-{
-    const wa_priv_t *p = ch->priv;
-    return sb_meta_handshake(&p->auth, req, body, bodylen);
+    const sb_config_whatsapp_t *c = &cfg->whatsapp;
+    return sb_meta_create(ch, c->app_secret, c->verify_token, c->access_token, NULL, err, errlen);
 }
 
 /* ---- parse ---- */
@@ -340,7 +297,7 @@ static bool is_path_token(const char *s)
 static sb_result_t wa_render(const sb_channel_t *ch, const sb_chan_send_t *send,
                              sb_chan_http_t *req)
 {
-    const wa_priv_t *p = ch->priv;
+    const sb_meta_channel_t *p = ch->priv;
     const sb_outbound_t *o = send->out;
     const sb_recipient_t *rcpt = send->rcpt;
     const char *api_base = send->api_base;
@@ -406,41 +363,15 @@ static sb_result_t wa_render(const sb_channel_t *ch, const sb_chan_send_t *send,
         }
     } else {
         /* Plain text; buttons that do not fit WhatsApp's limits become a numbered list. */
-        sb_buf_t t = {0};
-        sb_buf_append(&t, text, strlen(text));
-        for (size_t i = 0; i < o->n_buttons; i++) {
-            const char *title = o->buttons[i]->title ? o->buttons[i]->title : "";
-            sb_buf_appendf(&t, "%s%zu. %s", i == 0 ? (t.len ? "\n\n" : "") : "\n", i + 1, title);
-        }
-        sb_buf_append(&t, "", 1);
+        char *list = sb_chan_button_list(text, o);
         cJSON_AddStringToObject(root, "type", "text");
         cJSON *tx = cJSON_AddObjectToObject(root, "text");
-        cJSON_AddStringToObject(tx, "body", t.data);
+        cJSON_AddStringToObject(tx, "body", list);
         cJSON_AddBoolToObject(tx, "preview_url", false);
-        sb_buf_free(&t);
+        free(list);
     }
-    char *json = cJSON_PrintUnformatted(root);
-    cJSON_Delete(root);
-    if (!json) return SB_E_INTERNAL;
-
-    sb_chan_http_t r = {0};
-    r.method = "POST";
-    r.url = sb_xasprintf("%s/%s/messages", api_base, rcpt->account_id);
-    sb_buf_append(&r.body, json, strlen(json));
-    free(json);
-    sb_chan_http_add_header(&r, "Content-Type: application/json");
-    sb_chan_http_add_header(&r, "Authorization: Bearer %s", p->access_token);
-    *req = r;
-    return SB_OK;
-}
-
-/* Meta Graph answers: messages[0].id on success, error{code, ...} on failure. */
-static void wa_parse_response(const sb_channel_t *ch, long status, const char *body, size_t len,
-                              sb_chan_response_t *res)
-{
-    (void)ch;
-    (void)status;
-    sb_chan_graph_parse_response(body, len, res);
+    return sb_chan_http_post_json(root, sb_xasprintf("%s/%s/messages", api_base, rcpt->account_id),
+                                  "application/json", p->access_token, req);
 }
 
 /* 24 h customer-service window; outside it the configured template (if any). */
@@ -465,12 +396,12 @@ const sb_channel_ops_t sb_channel_whatsapp = {
     .max_body = wa_max_body,
     .api_base = wa_api_base,
     .create = wa_create,
-    .destroy = wa_destroy,
-    .verify = wa_verify,
-    .handshake = wa_handshake,
+    .destroy = sb_meta_destroy,
+    .verify = sb_meta_verify,
+    .handshake = sb_meta_handshake,
     .parse = wa_parse,
     .render = wa_render,
-    .parse_response = wa_parse_response,
+    .parse_response = sb_meta_parse_response,
     .window_policy = wa_window_policy,
     .rate_per_s = wa_rate_per_s,
 };

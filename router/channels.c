@@ -1,6 +1,7 @@
 /* The table of channels and what they share: creation from config, freeing of normalized
- * batches and rendered requests, the router clock (with the SB_TEST_NOW test hook), time and
- * JSON helpers. Adding a channel = one channel_<name>.c plus one line in sb_channel_table. */
+ * batches and rendered requests, the router clock (with the SB_TEST_NOW test hook), time,
+ * string, secret (rotation lists, HMAC checks, wiping) and JSON helpers. Adding a channel = one
+ * channel_<name>.c plus one line in sb_channel_table. */
 #include "channel.h"
 
 #include <cjson/cJSON.h>
@@ -166,6 +167,24 @@ void sb_chan_http_add_header(sb_chan_http_t *req, const char *fmt, ...)
     req->headers[n + 1] = NULL;
 }
 
+sb_result_t sb_chan_http_post_json(struct cJSON *root, char *url, const char *content_type,
+                                   const char *bearer, sb_chan_http_t *req)
+{
+    char *json = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    if (!json) {
+        free(url);
+        return SB_E_INTERNAL;
+    }
+    sb_chan_http_t r = {.method = "POST", .url = url};
+    sb_buf_append(&r.body, json, strlen(json));
+    free(json);
+    sb_chan_http_add_header(&r, "Content-Type: %s", content_type);
+    if (bearer) sb_chan_http_add_header(&r, "Authorization: Bearer %s", bearer);
+    *req = r;
+    return SB_OK;
+}
+
 /* ---- clock ---- */
 
 static int64_t parse_now(const char *s)
@@ -296,6 +315,46 @@ size_t sb_chan_split_secrets(const char *list, char **store, const char **tok, s
     for (char *t = strtok_r(*store, " \t,", &save); t && n < max; t = strtok_r(NULL, " \t,", &save))
         tok[n++] = t;
     return n;
+}
+
+size_t sb_chan_secrets_init(sb_chan_secrets_t *s, const char *list)
+{
+    memset(s, 0, sizeof *s);
+    char *store = NULL;
+    const char *tok[SB_CHAN_MAX_SECRETS];
+    s->n = sb_chan_split_secrets(list, &store, tok, SB_CHAN_MAX_SECRETS);
+    for (size_t i = 0; i < s->n; i++)
+        s->v[i] = sb_xstrdup(tok[i]);
+    sb_seal_wipe(store, strlen(store));
+    free(store);
+    return s->n;
+}
+
+void sb_chan_secrets_close(sb_chan_secrets_t *s)
+{
+    for (size_t i = 0; i < s->n; i++)
+        sb_chan_wipe_free(s->v[i]);
+    memset(s, 0, sizeof *s);
+}
+
+bool sb_chan_secrets_hmac_sha256(const sb_chan_secrets_t *s, const sb_seal_part_t *parts,
+                                 size_t nparts, const uint8_t mac[32])
+{
+    bool ok = false;
+    for (size_t i = 0; i < s->n; i++) {
+        uint8_t want[32];
+        sb_seal_hmac_sha256(want, s->v[i], strlen(s->v[i]), parts, nparts);
+        ok |= sb_seal_equal(want, mac, sizeof want);
+        sb_seal_wipe(want, sizeof want);
+    }
+    return ok;
+}
+
+void sb_chan_wipe_free(char *s)
+{
+    if (!s) return;
+    sb_seal_wipe(s, strlen(s));
+    free(s);
 }
 
 size_t sb_chan_utf8_len(const char *s)

@@ -1,8 +1,9 @@
-/* Meta's shared webhook machinery (see meta.h): app-secret signatures, the hub.* handshake,
- * and the Messenger Platform `entry[].messaging[]` format of Messenger and Instagram
+/* Meta's shared channel machinery (see meta.h): the private state and the ops of every Meta
+ * channel (app-secret signatures, the hub.* handshake, Graph answers), and the Messenger
+ * Platform `entry[].messaging[]` format, Send API and window of Messenger and Instagram
  * (reference §A2, §A3).
  *
- * Parsing: the body must be {"object": <spec->object>, "entry": [...]}; each entry's id is our
+ * Parsing: the body must be {"object": <messaging->object>, "entry": [...]}; each entry's id is our
  * Page / Instagram account (the item's account), each messaging[] element is one event whose
  * kind is the key present: message, message_edit, postback, delivery, read (others skipped).
  * Dedup keys: <p>:<mid> for messages and postbacks, <p>-st:<psid>:<state>:<watermark> for
@@ -25,46 +26,39 @@
 #define META_MAX_PAYLOAD 1024 /* quick-reply / postback payloads: Meta allows 1000 */
 #define META_MAX_TITLE 256
 
-static void wipe_free(char *s)
+sb_result_t sb_meta_create(sb_channel_t *ch, const char *app_secrets, const char *verify_token,
+                           const char *access_token, const sb_meta_messaging_t *messaging,
+                           char *err, size_t errlen)
 {
-    if (!s) return;
-    sb_seal_wipe(s, strlen(s));
-    free(s);
-}
-
-sb_result_t sb_meta_auth_init(sb_meta_auth_t *a, const char *secret_key, const char *secrets,
-                              const char *verify_token, char *err, size_t errlen)
-{
-    memset(a, 0, sizeof *a);
-    char *store = NULL;
-    const char *tok[SB_CHAN_MAX_SECRETS];
-    a->nsecrets = sb_chan_split_secrets(secrets, &store, tok, SB_CHAN_MAX_SECRETS);
-    for (size_t i = 0; i < a->nsecrets; i++)
-        a->secrets[i] = sb_xstrdup(tok[i]);
-    sb_seal_wipe(store, strlen(store));
-    free(store);
-    a->verify_token = sb_xstrdup(verify_token ? verify_token : "");
-    if (a->nsecrets == 0) {
-        snprintf(err, errlen, "%s: not set", secret_key);
-        sb_meta_auth_close(a);
+    sb_meta_channel_t *p = sb_xcalloc(1, sizeof *p);
+    if (sb_chan_secrets_init(&p->app_secrets, app_secrets) == 0) {
+        snprintf(err, errlen, "channels.%s.app_secret: not set", ch->ops->name);
+        free(p);
         return SB_E_CONFIG;
     }
+    p->verify_token = sb_xstrdup(verify_token ? verify_token : "");
+    p->access_token = sb_xstrdup(access_token ? access_token : "");
+    p->messaging = messaging;
+    ch->priv = p;
     return SB_OK;
 }
 
-void sb_meta_auth_close(sb_meta_auth_t *a)
+void sb_meta_destroy(sb_channel_t *ch)
 {
-    if (!a) return;
-    for (size_t i = 0; i < a->nsecrets; i++)
-        wipe_free(a->secrets[i]);
-    wipe_free(a->verify_token);
-    memset(a, 0, sizeof *a);
+    sb_meta_channel_t *p = ch->priv;
+    if (!p) return;
+    sb_chan_secrets_close(&p->app_secrets);
+    sb_chan_wipe_free(p->verify_token);
+    sb_chan_wipe_free(p->access_token);
+    free(p);
+    ch->priv = NULL;
 }
 
-sb_result_t sb_meta_verify(const sb_meta_auth_t *a, const sb_http_request_t *req,
+sb_result_t sb_meta_verify(const sb_channel_t *ch, const sb_http_request_t *req, int64_t now_s,
                            const char **reason)
 {
-    /* Meta signs no timestamp: replay protection is TLS + dedup on the provider ids. */
+    (void)now_s; /* Meta signs no timestamp: replay protection is TLS + dedup on the ids */
+    const sb_meta_channel_t *p = ch->priv;
     const char *h = sb_http_header(req, "X-Hub-Signature-256");
     if (!h || !*h) {
         *reason = "missing_signature";
@@ -77,24 +71,18 @@ sb_result_t sb_meta_verify(const sb_meta_auth_t *a, const sb_http_request_t *req
         *reason = "malformed_signature";
         return SB_E_AUTH;
     }
-    bool ok = false;
-    for (size_t i = 0; i < a->nsecrets; i++) {
-        uint8_t mac[32];
-        sb_seal_part_t part = {req->body, req->body_len};
-        sb_seal_hmac_sha256(mac, a->secrets[i], strlen(a->secrets[i]), &part, 1);
-        ok |= sb_seal_equal(mac, got, sizeof mac);
-        sb_seal_wipe(mac, sizeof mac);
-    }
-    if (!ok) {
+    sb_seal_part_t part = {req->body, req->body_len};
+    if (!sb_chan_secrets_hmac_sha256(&p->app_secrets, &part, 1, got)) {
         *reason = "bad_signature";
         return SB_E_AUTH;
     }
     return SB_OK;
 }
 
-int sb_meta_handshake(const sb_meta_auth_t *a, const sb_http_request_t *req, char *body,
+int sb_meta_handshake(const sb_channel_t *ch, const sb_http_request_t *req, char *body,
                       size_t bodylen)
 {
+    const sb_meta_channel_t *p = ch->priv;
     char mode[32], token[256], challenge[META_MAX_CHALLENGE + 1];
     body[0] = '\0';
     if (!sb_http_query_param(req, "hub.mode", mode, sizeof mode) ||
@@ -102,13 +90,28 @@ int sb_meta_handshake(const sb_meta_auth_t *a, const sb_http_request_t *req, cha
         !sb_http_query_param(req, "hub.challenge", challenge, sizeof challenge))
         return 403;
     bool match =
-        sb_chan_secret_equal(token, strlen(token), a->verify_token, strlen(a->verify_token));
+        sb_chan_secret_equal(token, strlen(token), p->verify_token, strlen(p->verify_token));
     sb_seal_wipe(token, sizeof token);
-    if (strcmp(mode, "subscribe") != 0 || !match || !*a->verify_token || !challenge[0] ||
+    if (strcmp(mode, "subscribe") != 0 || !match || !*p->verify_token || !challenge[0] ||
         strlen(challenge) >= bodylen)
         return 403;
     snprintf(body, bodylen, "%s", challenge);
     return 200;
+}
+
+void sb_meta_parse_response(const sb_channel_t *ch, long status, const char *body, size_t len,
+                            sb_chan_response_t *res)
+{
+    (void)ch;
+    (void)status;
+    sb_chan_graph_parse_response(body, len, res);
+}
+
+void sb_meta_window_policy(const sb_config_t *cfg, sb_chan_window_policy_t *out)
+{
+    (void)cfg;
+    out->free_ms = SB_CHAN_WINDOW_24H_MS;
+    out->agent_tag_ms = SB_CHAN_WINDOW_7D_MS;
 }
 
 /* ---- parse ---- */
@@ -370,9 +373,10 @@ static enum ev_result parse_event(ev_ctx_t *c, const cJSON *ev, sb_chan_item_t *
     return EV_SKIPPED;
 }
 
-sb_result_t sb_meta_parse_messaging(const sb_meta_messaging_t *spec, const uint8_t *body,
-                                    size_t len, sb_chan_batch_t *out)
+sb_result_t sb_meta_parse(const sb_channel_t *ch, const uint8_t *body, size_t len,
+                          sb_chan_batch_t *out)
 {
+    const sb_meta_messaging_t *spec = ((const sb_meta_channel_t *)ch->priv)->messaging;
     cJSON *root = sb_chan_json_parse(body, len);
     const char *object = sb_chan_json_str(root, "object", 64);
     const cJSON *entries = cJSON_GetObjectItemCaseSensitive(root, "entry");
@@ -453,9 +457,10 @@ static bool quick_replies_fit(const sb_outbound_t *o)
     return true;
 }
 
-sb_result_t sb_meta_render_send(const sb_meta_send_spec_t *spec, const char *access_token,
-                                const sb_chan_send_t *send, sb_chan_http_t *req)
+sb_result_t sb_meta_render(const sb_channel_t *ch, const sb_chan_send_t *send, sb_chan_http_t *req)
 {
+    const sb_meta_channel_t *p = ch->priv;
+    const sb_meta_messaging_t *spec = p->messaging;
     const sb_outbound_t *o = send->out;
     const sb_recipient_t *rcpt = send->rcpt;
     const char *text = o->text ? o->text : "";
@@ -494,17 +499,6 @@ sb_result_t sb_meta_render_send(const sb_meta_send_spec_t *spec, const char *acc
     }
     if (spec->metadata && o->message_id && *o->message_id && strlen(o->message_id) <= 1000)
         cJSON_AddStringToObject(m, "metadata", o->message_id);
-    char *json = cJSON_PrintUnformatted(root);
-    cJSON_Delete(root);
-    if (!json) return SB_E_INTERNAL;
-
-    sb_chan_http_t out = {0};
-    out.method = "POST";
-    out.url = sb_xasprintf("%s/me/messages", send->api_base);
-    sb_buf_append(&out.body, json, strlen(json));
-    free(json);
-    sb_chan_http_add_header(&out, "Content-Type: application/json");
-    sb_chan_http_add_header(&out, "Authorization: Bearer %s", access_token);
-    *req = out;
-    return SB_OK;
+    return sb_chan_http_post_json(root, sb_xasprintf("%s/me/messages", send->api_base),
+                                  "application/json", p->access_token, req);
 }
