@@ -5,7 +5,11 @@
  * model version stamped); a malformed payload is dropped and counted without stopping the
  * worker; SIGHUP after replacing the model file switches to the new version while messages
  * keep flowing, with none lost and none handled twice; two copies of the worker share the
- * durable consumer and handle every message exactly once between them. */
+ * durable consumer and handle every message exactly once between them; with
+ * SB_CLASSIFIER_SHADOW_MODEL a shadow model (trained without one intent) classifies the same
+ * messages and one EVENT_SHADOW per model-classified message on sb.ev.shadow says whether the
+ * two agree, with both intents, confidences and versions, and the agreement metrics follow;
+ * a broken shadow file is refused on SIGHUP. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,6 +17,7 @@
 
 #include <cmocka.h>
 
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -480,12 +485,166 @@ static void test_two_copies_share_the_work(void **state)
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
 
+typedef struct shadow_events {
+    sb_event_t *ev[256];
+    size_t n;
+} shadow_events_t;
+
+static void on_event(void *ctx, const char *subject, const void *data, size_t len)
+{
+    shadow_events_t *se = ctx;
+    sb_event_t *e = NULL;
+    (void)subject;
+    if (se->n < 256 && SB_CODEC_UNPACK(switchboard__v1__event__descriptor, data, len, &e) == SB_OK)
+        se->ev[se->n++] = e;
+}
+
+/* The shadow event of message id (NULL if none), and how many there are in *count. */
+static sb_event_t *shadow_event(shadow_events_t *se, const char *id, size_t *count)
+{
+    sb_event_t *first = NULL;
+    *count = 0;
+    for (size_t i = 0; i < se->n; i++)
+        if (se->ev[i]->message_id && strcmp(se->ev[i]->message_id, id) == 0) {
+            if (!first) first = se->ev[i];
+            (*count)++;
+        }
+    return first;
+}
+
+static void test_shadow_model(void **state)
+{
+    fixture_t *f = *state;
+    const char *src = getenv("SB_SOURCE_DIR");
+    char demo[PATH_MAX], filtered[PATH_MAX + 32], shadow[PATH_MAX + 32], sversion[17];
+    /* the shadow model never saw the goodbye intent: it must disagree on "bye" */
+    snprintf(demo, sizeof demo, "%s/data/demo/train.tsv", src);
+    snprintf(filtered, sizeof filtered, "%s/no-goodbye.tsv", f->h.dir);
+    snprintf(shadow, sizeof shadow, "%s/shadow.model", f->h.dir);
+    FILE *in = fopen(demo, "r"), *out = fopen(filtered, "w");
+    assert_non_null(in);
+    assert_non_null(out);
+    char line[1024];
+    while (fgets(line, sizeof line, in))
+        if (!strstr(line, "\tgoodbye")) fputs(line, out);
+    fclose(in);
+    assert_int_equal(fclose(out), 0);
+    assert_int_equal(run_train(filtered, shadow, "3"), 0);
+    model_version(shadow, sversion);
+    char live_version[17];
+    model_version(f->model_path, live_version);
+
+    /* this copy alone consumes: the others stop */
+    sb_harness_kill(&f->h, f->worker);
+    int port = sb_harness_free_port();
+    char url[64], listen[32];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", port);
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
+    setenv("SB_CLASSIFIER_METRICS_LISTEN", listen, 1);
+    setenv("SB_CLASSIFIER_SHADOW_MODEL", shadow, 1);
+    pid_t worker = spawn_worker(f, f->h.config_path, url);
+    unsetenv("SB_CLASSIFIER_METRICS_LISTEN");
+    unsetenv("SB_CLASSIFIER_SHADOW_MODEL");
+    char series[96];
+    snprintf(series, sizeof series, "sb_classifier_shadow_model_info{version=\"%s\"}", sversion);
+    assert_true(metric_at(url, series) == 1.0);
+
+    static const msg_spec_t msgs[] = {
+        {.id = "sh-order", .text = "where is my order?"},
+        {.id = "sh-open", .text = "wanneer zijn jullie open?"},
+        {.id = "sh-bye", .text = "bye, have a nice day"},
+        {.id = "sh-human", .text = "I want to talk to a human"}, /* a rule decides */
+        {.id = "sh-button",
+         .kind = SWITCHBOARD__V1__MESSAGE_KIND__KIND_BUTTON_REPLY,
+         .payload = "intent:opening_hours",
+         .title = "Opening hours"},
+    };
+    size_t n = sizeof msgs / sizeof msgs[0];
+    size_t before = nlu_count(f);
+    for (size_t i = 0; i < n; i++)
+        publish_env(f, &msgs[i]);
+    assert_true(sb_harness_wait_stream(&f->h, "SB_NLU", "sb.nlu.>", before + n, WAIT_MS) >=
+                before + n);
+    /* three messages were decided by a model: three events */
+    if (sb_harness_wait_stream(&f->h, "SB_EVENTS", "sb.ev.shadow", 3, WAIT_MS) < 3) {
+        sb_harness_dump_log(&f->h, "switchboard-classifier-2", 4000);
+        fail_msg("shadow events missing");
+    }
+    collected_t *col = collect(f);
+    shadow_events_t *se = sb_xcalloc(1, sizeof *se);
+    assert_int_equal(sb_harness_read_stream(&f->h, "SB_EVENTS", "sb.ev.shadow", on_event, se, NULL),
+                     SB_OK);
+    size_t count = 0;
+    static const char *const model_ids[] = {"sh-order", "sh-open", "sh-bye"};
+    for (size_t i = 0; i < 3; i++) {
+        sb_event_t *e = shadow_event(se, model_ids[i], &count);
+        assert_int_equal(count, 1);
+        sb_classification_t *c = NULL;
+        assert_int_equal(find(col, model_ids[i], &c, NULL), 1);
+        assert_int_equal(e->type, SWITCHBOARD__V1__EVENT_TYPE__EVENT_SHADOW);
+        assert_string_equal(e->detail, "shadow");
+        char want_id[64];
+        snprintf(want_id, sizeof want_id, "shadow:%s", model_ids[i]);
+        assert_string_equal(e->event_id, want_id);
+        assert_string_equal(e->conversation_id, c->envelope->conversation_id);
+        assert_string_equal(e->channel, "webchat");
+        /* the live side is what went out on sb.nlu */
+        assert_string_equal(e->intent, c->intent);
+        assert_true(e->confidence == c->confidence);
+        assert_string_equal(e->model_version, live_version);
+        assert_string_equal(e->shadow_model_version, sversion);
+        assert_true(e->shadow_confidence > 0.0f && e->shadow_confidence <= 1.0f);
+        assert_string_equal(e->state,
+                            strcmp(e->intent, e->shadow_intent) == 0 ? "agree" : "disagree");
+    }
+    sb_event_t *e = shadow_event(se, "sh-order", &count);
+    assert_string_equal(e->intent, "order_status");
+    assert_string_equal(e->state, "agree");
+    e = shadow_event(se, "sh-bye", &count);
+    assert_string_equal(e->intent, "goodbye");
+    assert_string_not_equal(e->shadow_intent, "goodbye");
+    assert_string_equal(e->state, "disagree");
+    /* rules and button payloads say nothing about the models: no event */
+    assert_null(shadow_event(se, "sh-human", &count));
+    assert_null(shadow_event(se, "sh-button", &count));
+    double agree = metric_at(url, "sb_classifier_shadow_total{outcome=\"agree\"}");
+    double disagree = metric_at(url, "sb_classifier_shadow_total{outcome=\"disagree\"}");
+    assert_true(agree >= 1 && disagree >= 1 && agree + disagree == 3);
+    double rate = metric_at(url, "sb_classifier_shadow_agreement");
+    assert_true(rate > 0.0 && rate < 1.0);
+    assert_true(fabs(rate - agree / 3) < 1e-6);
+
+    /* a broken shadow file is refused on SIGHUP and the running shadow stays */
+    FILE *bad = fopen(shadow, "w");
+    assert_non_null(bad);
+    fputs("not a model", bad);
+    fclose(bad);
+    double errs0 = metric_at(url, "sb_classifier_reloads_total{outcome=\"error\"}");
+    assert_int_equal(kill(worker, SIGHUP), 0);
+    assert_true(wait_metric(url, "sb_classifier_reloads_total{outcome=\"error\"}",
+                            (errs0 < 0 ? 0 : errs0) + 1));
+    assert_true(metric_at(url, series) == 1.0);
+    msg_spec_t m = {.id = "sh-after", .text = "where is my order"};
+    publish_env(f, &m);
+    assert_true(sb_harness_wait_stream(&f->h, "SB_EVENTS", "sb.ev.shadow", 4, WAIT_MS) >= 4);
+
+    for (size_t i = 0; i < se->n; i++)
+        SB_CODEC_FREE(se->ev[i]);
+    free(se);
+    release(col);
+    kill(worker, SIGTERM);
+    int st;
+    assert_int_equal(waitpid(worker, &st, 0), worker);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_classifies),
         cmocka_unit_test(test_reload_without_loss),
         cmocka_unit_test(test_two_copies_share_the_work),
+        cmocka_unit_test(test_shadow_model),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,8 +1,10 @@
 /* Unit tests for the classifier's language identification (langid.c) and sentiment
  * (sentiment.c) on short sentences written for these tests: en, nl, fr, de and es detected,
  * the locale hint deciding when the text cannot ("ok", "👍", ""), the default "en"; the
- * labelled set data/demo/langid.tsv at >= 98 %; sentiment signs, negations ("not bad",
- * "niet slecht", "pas mal"), intensifiers, contrast and bounds. */
+ * labelled set data/demo/langid.tsv at >= 98 % and the held-out data/demo/langid_test.tsv
+ * (written after the identifier was tuned) at >= 98 %; sentiment signs, negations ("not bad",
+ * "niet slecht", "pas mal"), intensifiers, contrast and bounds, and words that only the
+ * converted lexicons know (AFINN-165, Pattern nl/fr), negated and intensified. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +16,7 @@
 #include <string.h>
 
 #include "nlu.h"
+#include "nlu_internal.h"
 
 static sb_nlu_langid_t *li;
 
@@ -85,12 +88,13 @@ static void test_hint_and_default(void **state)
     sb_nlu_work_destroy(w);
 }
 
-static void test_labelled_set(void **state)
+static float sent(sb_nlu_work_t *w, const char *text, const char *lang);
+
+static void check_labelled_set(const char *rel, int min_total)
 {
-    (void)state;
     const char *src = getenv("SB_SOURCE_DIR");
     char path[1024];
-    snprintf(path, sizeof path, "%s/data/demo/langid.tsv", src ? src : ".");
+    snprintf(path, sizeof path, "%s/%s", src ? src : ".", rel);
     FILE *f = fopen(path, "r");
     assert_non_null(f);
     sb_nlu_work_t *w = sb_nlu_work_create();
@@ -111,9 +115,65 @@ static void test_labelled_set(void **state)
     }
     fclose(f);
     sb_nlu_work_destroy(w);
-    assert_true(total >= 150);
-    print_message("langid: %d/%d\n", right, total);
+    assert_true(total >= min_total);
+    print_message("langid %s: %d/%d\n", rel, right, total);
     assert_true(right * 100 >= total * 98);
+}
+
+static void test_labelled_set(void **state)
+{
+    (void)state;
+    check_labelled_set("data/demo/langid.tsv", 150);
+}
+
+static void test_heldout_set(void **state)
+{
+    (void)state;
+    check_labelled_set("data/demo/langid_test.tsv", 200);
+}
+
+static void test_converted_lexicons(void **state)
+{
+    (void)state;
+    /* the files are compiled in and parsed: thousands of words each */
+    assert_true(nlu_sentiment_lexicon_size("en") > 2000);
+    assert_true(nlu_sentiment_lexicon_size("nl") > 2000);
+    assert_true(nlu_sentiment_lexicon_size("fr") > 2000);
+    assert_int_equal(nlu_sentiment_lexicon_size("de"), 0);
+    sb_nlu_work_t *w = sb_nlu_work_create();
+    /* words no hand-written list has: AFINN and Pattern decide */
+    assert_true(sent(w, "what a dreadful experience", "en") < -0.2f);
+    assert_true(sent(w, "superb, you guys are marvelous", "en") > 0.3f);
+    assert_true(sent(w, "wat een afschuwelijke ervaring", "nl") < 0.0f ||
+                sent(w, "afschuwelijk", "nl") < -0.2f);
+    assert_true(sent(w, "voortreffelijk geholpen, prachtig", "nl") > 0.3f);
+    assert_true(sent(w, "un service épouvantable", "fr") < -0.2f);
+    assert_true(sent(w, "merveilleux", "fr") > 0.2f);
+    /* accents folded the same way as messages: "epouvantable" without its accents */
+    assert_true(sent(w, "epouvantable", "fr") < -0.2f);
+    /* negation and intensifiers apply to lexicon words as to the hand-written ones */
+    assert_true(sent(w, "not dreadful", "en") > 0.0f);
+    assert_true(sent(w, "niet afschuwelijk", "nl") > 0.0f);
+    assert_true(sent(w, "pas épouvantable", "fr") > 0.0f);
+    assert_true(sent(w, "very superb", "en") > sent(w, "superb", "en"));
+    assert_true(sent(w, "heel prachtig", "nl") > sent(w, "prachtig", "nl"));
+    assert_true(sent(w, "vraiment merveilleux", "fr") > sent(w, "merveilleux", "fr"));
+    /* a Pattern modifier with an intensity of its own scales too: "extreem" (2.0),
+     * "particulièrement" (2.0), neither in the hand-written list */
+    assert_true(sent(w, "extreem prachtig", "nl") > sent(w, "prachtig", "nl"));
+    assert_true(sent(w, "particulièrement merveilleux", "fr") > sent(w, "merveilleux", "fr"));
+    /* words that are neutral in a support chat whatever AFINN says */
+    assert_true(sent(w, "please help me with my order", "en") == 0.0f);
+    /* the lexicon of the message's language is used: "mal" is French, not English */
+    assert_true(sent(w, "pas mal du tout", "fr") > 0.0f);
+    /* sentences of a support chat, with negation and intensifiers */
+    assert_true(sent(w, "the courier was not helpful at all", "en") < 0.0f);
+    assert_true(sent(w, "really disappointed, the package is damaged", "en") < -0.4f);
+    assert_true(sent(w, "de bezorger was niet vriendelijk", "nl") < 0.0f);
+    assert_true(sent(w, "echt super snel geleverd, top!", "nl") > 0.4f);
+    assert_true(sent(w, "livraison très rapide, je suis ravi", "fr") > 0.4f);
+    assert_true(sent(w, "le produit n'est pas terrible", "fr") > sent(w, "terrible", "fr"));
+    sb_nlu_work_destroy(w);
 }
 
 static float sent(sb_nlu_work_t *w, const char *text, const char *lang)
@@ -173,10 +233,9 @@ static void test_sentiment(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_languages),
-        cmocka_unit_test(test_hint_and_default),
-        cmocka_unit_test(test_labelled_set),
-        cmocka_unit_test(test_sentiment),
+        cmocka_unit_test(test_languages),          cmocka_unit_test(test_hint_and_default),
+        cmocka_unit_test(test_labelled_set),       cmocka_unit_test(test_heldout_set),
+        cmocka_unit_test(test_converted_lexicons), cmocka_unit_test(test_sentiment),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -2,7 +2,10 @@
  * dataset.c): TSV and YAML (Rasa-like) loading with errors that name file:line, bounds on
  * lines and names, deterministic training (same seed → identical bytes), save/load round trip
  * with identical predictions, corrupted or truncated model files rejected, the rejection
- * threshold chosen from validation + out-of-scope validation, and calibration. */
+ * threshold chosen from validation + out-of-scope validation, and calibration; the hidden
+ * layer and the example memory survive a round trip, a memory index out of range is refused
+ * even under a valid checksum, the stratified carve-out of validation examples, and replacing
+ * the calibration after a refit. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -344,12 +347,201 @@ static void test_threshold_and_calibration(void **state)
     sb_nlu_dataset_free(&oos);
 }
 
+/* Trains the small set with a hidden layer and/or the example memory. */
+static sb_nlu_model_t *train_opts(uint32_t hidden, float knn_weight, bool quantize)
+{
+    sb_nlu_dataset_t ds;
+    load_small(&ds);
+    sb_nlu_train_opts_t o;
+    sb_nlu_train_opts_default(&o);
+    o.hidden = hidden;
+    o.knn_weight = knn_weight;
+    o.quantize = quantize;
+    sb_nlu_model_t *m = NULL;
+    char err[256];
+    assert_int_equal(sb_nlu_train(&m, &ds, &o, NULL, err, sizeof err), SB_OK);
+    sb_nlu_dataset_free(&ds);
+    return m;
+}
+
+static void test_hidden_and_memory_round_trip(void **state)
+{
+    (void)state;
+    size_t plain_len = 0;
+    for (int v = 0; v < 4; v++) {
+        uint32_t hidden = v & 1 ? 8 : 0;
+        float knn = v & 2 ? 0.4f : 0.0f;
+        sb_nlu_model_t *m = train_opts(hidden, knn, v != 3), *l = NULL;
+        uint8_t *b;
+        size_t n;
+        char err[256];
+        sb_nlu_model_serialize(m, &b, &n);
+        if (v == 0) plain_len = n;
+        if (v == 2) assert_true(n > plain_len); /* the memory is stored */
+        assert_int_equal(sb_nlu_model_parse(&l, b, n, err, sizeof err), SB_OK);
+        assert_string_equal(sb_nlu_model_version(l), sb_nlu_model_version(m));
+        sb_nlu_work_t *w = sb_nlu_work_create();
+        for (size_t i = 0; i < sizeof probes / sizeof probes[0]; i++) {
+            sb_nlu_prediction_t pm, pl;
+            sb_nlu_model_predict(m, w, probes[i], strlen(probes[i]), NULL, &pm);
+            sb_nlu_model_predict(l, w, probes[i], strlen(probes[i]), NULL, &pl);
+            assert_int_equal(pm.label, pl.label);
+            assert_true(pm.confidence == pl.confidence);
+            float sum = 0;
+            for (size_t k = 0; k < pm.ntop; k++)
+                sum += pm.top[k].confidence;
+            assert_true(sum <= 1.0001f && pm.confidence > 0.0f);
+        }
+        sb_nlu_prediction_t p;
+        sb_nlu_model_predict(l, w, "where is my order", 17, NULL, &p);
+        assert_string_equal(p.top[0].intent, "order_status");
+        sb_nlu_model_predict(l, w, "what are your opening hours", 27, NULL, &p);
+        assert_string_equal(p.top[0].intent, "opening_hours");
+        if (knn > 0) {
+            /* a training sentence itself: its own memory entries vote for it */
+            sb_nlu_prediction_t q;
+            sb_nlu_model_predict(l, w, "track my parcel", 15, NULL, &q);
+            assert_string_equal(q.top[0].intent, "order_status");
+        }
+        sb_nlu_work_destroy(w);
+        free(b);
+        sb_nlu_model_destroy(l);
+        sb_nlu_model_destroy(m);
+    }
+}
+
+static uint32_t rd32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+
+static void wr32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+    p[2] = (uint8_t)(v >> 16);
+    p[3] = (uint8_t)(v >> 24);
+}
+
+/* Recomputes the trailing checksum, as a forger would. */
+static void reseal(uint8_t *b, size_t n)
+{
+    uint64_t h = sb_nlu_hash64(b, n - 8, 0);
+    wr32(b + n - 8, (uint32_t)h);
+    wr32(b + n - 4, (uint32_t)(h >> 32));
+}
+
+static void test_memory_checked(void **state)
+{
+    (void)state;
+    sb_nlu_model_t *m = train_opts(0, 0.4f, true), *l = NULL;
+    uint8_t *b;
+    size_t n;
+    char err[256];
+    sb_nlu_model_serialize(m, &b, &n);
+    /* header: magic, format, 6 feature words, labels, rows, quantized, hidden, then the
+     * memory's example, key and posting counts */
+    uint32_t kn = rd32(b + 52), kp = rd32(b + 60);
+    assert_true(kn == 12 && kp > 0);
+    /* the first posting's example index (after it: kp values and the checksum) */
+    uint8_t *ex0 = b + n - 8 - (size_t)kp * 4 - (size_t)kp * 4;
+    uint32_t keep = rd32(ex0);
+    assert_true(keep < kn);
+    wr32(ex0, kn); /* one past the last example */
+    reseal(b, n);
+    assert_int_equal(sb_nlu_model_parse(&l, b, n, err, sizeof err), SB_E_INVALID);
+    assert_non_null(strstr(err, "memory"));
+    assert_null(l);
+    wr32(ex0, keep);
+    reseal(b, n);
+    assert_int_equal(sb_nlu_model_parse(&l, b, n, err, sizeof err), SB_OK);
+    sb_nlu_model_destroy(l);
+    free(b);
+    sb_nlu_model_destroy(m);
+}
+
+static void test_split(void **state)
+{
+    (void)state;
+    sb_nlu_dataset_t ds = {0}, tr, va, tr2, va2;
+    char text[32];
+    for (int i = 0; i < 40; i++) {
+        const char *label = i < 20 ? "a" : i < 30 ? "b" : i < 33 ? "c" : "d";
+        snprintf(text, sizeof text, "example %d", i);
+        assert_int_equal(sb_nlu_dataset_add(&ds, text, strlen(text), label), SB_OK);
+    }
+    sb_nlu_dataset_split(&ds, 0.1f, 5, &tr, &va);
+    assert_int_equal(tr.n + va.n, ds.n);
+    /* a: 2 of 20, b: 1 of 10, c (3 examples) stays whole, d: 1 of 7 */
+    size_t per[4] = {0};
+    for (size_t i = 0; i < va.n; i++)
+        per[va.labels[va.ex[i].label][0] - 'a']++;
+    assert_int_equal(per[0], 2);
+    assert_int_equal(per[1], 1);
+    assert_int_equal(per[2], 0);
+    assert_int_equal(per[3], 1);
+    assert_int_equal(tr.nlabels, 4);
+    /* no example in both, order kept */
+    for (size_t i = 0; i < va.n; i++)
+        for (size_t j = 0; j < tr.n; j++)
+            assert_string_not_equal(va.ex[i].text, tr.ex[j].text);
+    for (size_t j = 1; j < tr.n; j++)
+        assert_true(atoi(tr.ex[j].text + 8) > atoi(tr.ex[j - 1].text + 8));
+    /* same seed, same split; another seed, another one */
+    sb_nlu_dataset_split(&ds, 0.1f, 5, &tr2, &va2);
+    assert_int_equal(va2.n, va.n);
+    for (size_t i = 0; i < va.n; i++)
+        assert_string_equal(va2.ex[i].text, va.ex[i].text);
+    sb_nlu_dataset_free(&tr2);
+    sb_nlu_dataset_free(&va2);
+    bool differs = false;
+    for (uint64_t seed = 6; seed < 10 && !differs; seed++) {
+        sb_nlu_dataset_split(&ds, 0.1f, seed, &tr2, &va2);
+        for (size_t i = 0; i < va.n && i < va2.n; i++)
+            differs = differs || strcmp(va2.ex[i].text, va.ex[i].text) != 0;
+        sb_nlu_dataset_free(&tr2);
+        sb_nlu_dataset_free(&va2);
+    }
+    assert_true(differs);
+    sb_nlu_dataset_free(&tr);
+    sb_nlu_dataset_free(&va);
+    sb_nlu_dataset_free(&ds);
+}
+
+static void test_set_calibration(void **state)
+{
+    (void)state;
+    sb_nlu_model_t *m = train_small(3, true), *l = NULL;
+    char before[17], err[256];
+    snprintf(before, sizeof before, "%s", sb_nlu_model_version(m));
+    sb_nlu_model_set_calibration(m, 1.5f, 0.3f);
+    assert_true(sb_nlu_model_temperature(m) == 1.5f);
+    assert_true(sb_nlu_model_threshold(m) == 0.3f);
+    assert_string_not_equal(sb_nlu_model_version(m), before);
+    uint8_t *b;
+    size_t n;
+    sb_nlu_model_serialize(m, &b, &n);
+    assert_int_equal(sb_nlu_model_parse(&l, b, n, err, sizeof err), SB_OK);
+    assert_string_equal(sb_nlu_model_version(l), sb_nlu_model_version(m));
+    assert_true(sb_nlu_model_threshold(l) == 0.3f);
+    free(b);
+    sb_nlu_model_destroy(l);
+    sb_nlu_model_destroy(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_tsv),         cmocka_unit_test(test_yaml),
-        cmocka_unit_test(test_determinism), cmocka_unit_test(test_round_trip),
-        cmocka_unit_test(test_corrupt),     cmocka_unit_test(test_threshold_and_calibration),
+        cmocka_unit_test(test_tsv),
+        cmocka_unit_test(test_yaml),
+        cmocka_unit_test(test_determinism),
+        cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_corrupt),
+        cmocka_unit_test(test_threshold_and_calibration),
+        cmocka_unit_test(test_hidden_and_memory_round_trip),
+        cmocka_unit_test(test_memory_checked),
+        cmocka_unit_test(test_split),
+        cmocka_unit_test(test_set_calibration),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

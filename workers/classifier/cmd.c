@@ -5,11 +5,14 @@
  *          `intent<TAB>confidence<TAB>language<TAB>sentiment` line out
  * eval:    model + labelled test TSV (+ out-of-scope TSV) → accuracy, macro-F1, out-of-scope
  *          recall, coverage and accuracy-on-accepted at the stored threshold and over a sweep,
- *          most confused pairs, throughput. */
+ *          most confused pairs, throughput; or, with --replay, a JSONL export of past
+ *          classifications → agreement of the model with them and confidence shifts. */
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <cjson/cJSON.h>
 
 #include "nlu_internal.h"
 #include "sb/util.h"
@@ -82,7 +85,9 @@ int sb_nlu_cmd_train(int argc, char **argv)
     const char *val = NULL, *oos = NULL, *out = NULL, *oos_train = NULL;
     sb_nlu_train_opts_t o;
     sb_nlu_train_opts_default(&o);
-    sb_nlu_dataset_t ds = {0}, vds = {0}, ods = {0}, ots = {0};
+    sb_nlu_dataset_t ds = {0}, vds = {0}, ods = {0}, ots = {0}, cds = {0};
+    float val_split = 0.1f;
+    bool refit = true, carved = false;
     sb_nlu_model_t *m = NULL;
     char err[512] = "";
 
@@ -110,6 +115,24 @@ int sb_nlu_cmd_train(int argc, char **argv)
         } else if ((v = opt_value(argc, argv, &i, "--ensemble", &missing))) {
             if (!parse_u64(v, 16, &u) || u == 0) goto bad_value;
             o.ensemble = (uint32_t)u;
+        } else if ((v = opt_value(argc, argv, &i, "--val-split", &missing))) {
+            if (!parse_float(v, 0, 0.5, &val_split)) goto bad_value;
+        } else if (strcmp(argv[i], "--no-refit") == 0) {
+            refit = false;
+        } else if ((v = opt_value(argc, argv, &i, "--prior-tau", &missing))) {
+            if (!parse_float(v, 0, 2, &o.prior_tau)) goto bad_value;
+        } else if ((v = opt_value(argc, argv, &i, "--knn-k", &missing))) {
+            if (!parse_u64(v, 64, &u) || u == 0) goto bad_value;
+            o.knn_k = (uint32_t)u;
+        } else if ((v = opt_value(argc, argv, &i, "--knn-weight", &missing))) {
+            if (!parse_float(v, 0, 1, &o.knn_weight)) goto bad_value;
+        } else if ((v = opt_value(argc, argv, &i, "--hidden", &missing))) {
+            if (!parse_u64(v, 256, &u)) goto bad_value;
+            o.hidden = (uint32_t)u;
+        } else if ((v = opt_value(argc, argv, &i, "--hidden-lr", &missing))) {
+            if (!parse_float(v, 1e-6, 100, &o.hidden_lr)) goto bad_value;
+        } else if ((v = opt_value(argc, argv, &i, "--hidden-init", &missing))) {
+            if (!parse_float(v, 1e-6, 100, &o.hidden_init)) goto bad_value;
         } else if ((v = opt_value(argc, argv, &i, "--oos-weight", &missing))) {
             if (!parse_float(v, 0.01, 100, &o.oos_weight)) goto bad_value;
         } else if ((v = opt_value(argc, argv, &i, "--out", &missing))) {
@@ -181,8 +204,15 @@ int sb_nlu_cmd_train(int argc, char **argv)
         }
         o.val = &vds;
     }
+    if (!val && val_split > 0 && ds.nlabels > 1 && ds.n >= 10 * ds.nlabels) {
+        /* no validation given: carve one out of the training data (per intent), choose the
+         * temperature and threshold on it, then refit on everything */
+        sb_nlu_dataset_split(&ds, val_split, o.seed, &cds, &vds);
+        o.val = &vds;
+        carved = true;
+    }
     if (oos) {
-        if (!val) {
+        if (!o.val) {
             fprintf(stderr, "train: --oos-val needs --val\n");
             status = 2;
             goto done;
@@ -201,9 +231,28 @@ int sb_nlu_cmd_train(int argc, char **argv)
         o.oos_train = &ots;
     }
     sb_nlu_train_report_t rep;
-    if (sb_nlu_train(&m, &ds, &o, &rep, err, sizeof err) != SB_OK) {
+    if (sb_nlu_train(&m, carved ? &cds : &ds, &o, &rep, err, sizeof err) != SB_OK) {
         fprintf(stderr, "train: %s\n", err);
         goto done;
+    }
+    if (carved && refit) {
+        /* the same options on all the data; the calibration chosen on the carve-out stays */
+        sb_nlu_model_t *full = NULL;
+        sb_nlu_train_report_t rep2;
+        sb_nlu_train_opts_t o2 = o;
+        o2.val = NULL;
+        o2.oos_val = NULL;
+        o2.knn_weight = rep.knn_weight; /* as chosen on the carve-out */
+        if (sb_nlu_train(&full, &ds, &o2, &rep2, err, sizeof err) != SB_OK) {
+            fprintf(stderr, "train: %s\n", err);
+            goto done;
+        }
+        sb_nlu_model_set_calibration(full, rep.temperature, rep.threshold);
+        sb_nlu_model_destroy(m);
+        m = full;
+        rep.examples = rep2.examples;
+        rep.rows = rep2.rows;
+        rep.seconds += rep2.seconds;
     }
     if (sb_nlu_model_save(m, out, err, sizeof err) != SB_OK) {
         fprintf(stderr, "train: %s\n", err);
@@ -215,10 +264,12 @@ int sb_nlu_cmd_train(int argc, char **argv)
     free(bytes);
     fprintf(stderr,
             "trained examples=%zu intents=%zu features=%zu seconds=%.2f temperature=%.3f "
-            "threshold=%.4f",
-            rep.examples, rep.labels, rep.rows, rep.seconds, rep.temperature, rep.threshold);
+            "threshold=%.4f%s",
+            rep.examples, rep.labels, rep.rows, rep.seconds, rep.temperature, rep.threshold,
+            carved ? (refit ? " validation=carved,refit" : " validation=carved") : "");
     if (rep.val_accuracy >= 0) fprintf(stderr, " val_accuracy=%.4f", rep.val_accuracy);
     if (rep.val_objective >= 0) fprintf(stderr, " val_objective=%.4f", rep.val_objective);
+    fprintf(stderr, " memory_weight=%.2f", rep.knn_weight);
     fprintf(stderr, " bytes=%zu version=%s out=%s\n", nbytes, sb_nlu_model_version(m), out);
     status = 0;
 done:
@@ -227,6 +278,7 @@ done:
     sb_nlu_dataset_free(&vds);
     sb_nlu_dataset_free(&ods);
     sb_nlu_dataset_free(&ots);
+    sb_nlu_dataset_free(&cds);
     return status;
 }
 
@@ -337,6 +389,9 @@ static void eval_usage(FILE *f)
 {
     fprintf(f, "usage: switchboard eval --model MODEL --data TEST.tsv [--oos OOS.tsv]\n"
                "                        [--threshold T] [--rules FILE|builtin]\n"
+               "       switchboard eval --model MODEL --replay PAST.jsonl [--rules FILE|builtin]\n"
+               "  --replay: one JSON object a line with at least \"text\" and \"intent\" (and\n"
+               "  \"confidence\", \"language\"): agreement of MODEL with those classifications.\n"
                "  Prints accuracy, macro-F1, out-of-scope recall, coverage and accuracy on\n"
                "  accepted messages at the threshold and over a sweep, the most confused\n"
                "  pairs and the prediction throughput.\n");
@@ -381,9 +436,135 @@ static void sweep_line(const evrow_t *rows, size_t n, float t, size_t n_in, size
     *acc_acc = acc_in ? (double)correct_acc / (double)acc_in : 0;
 }
 
+#define REPLAY_MAX_LINE (4 * SB_NLU_MAX_TEXT)
+#define REPLAY_PAIRS 4096
+
+typedef struct shift_pair {
+    char from[SB_NLU_MAX_LABEL_LEN + 1], to[SB_NLU_MAX_LABEL_LEN + 1];
+    size_t n;
+} shift_pair_t;
+
+static int cmp_shift(const void *a, const void *b)
+{
+    const shift_pair_t *x = a, *y = b;
+    if (x->n != y->n) return x->n < y->n ? 1 : -1;
+    int c = strcmp(x->from, y->from);
+    return c ? c : strcmp(x->to, y->to);
+}
+
+/* eval --replay: classifies the text of every past classification again and compares. */
+static int replay(sb_nlu_t *nlu, const char *path)
+{
+    int status = 1;
+    char *data = NULL;
+    size_t len = 0;
+    sb_nlu_work_t *w = NULL;
+    shift_pair_t *pairs = sb_xcalloc(REPLAY_PAIRS, sizeof *pairs);
+    size_t npairs = 0, n = 0, bad = 0, agree = 0, lang_n = 0, lang_agree = 0, conf_n = 0;
+    size_t oos_old = 0, oos_new = 0, first_bad = 0;
+    double shift = 0, abs_shift = 0, shift_agree = 0;
+    size_t shift_agree_n = 0;
+    sb_result_t rc = sb_read_file(path, SB_NLU_MAX_FILE, &data, &len);
+    if (rc != SB_OK) {
+        fprintf(stderr, "eval: %s: cannot read: %s\n", path, sb_result_str(rc));
+        goto done;
+    }
+    w = sb_nlu_work_create();
+    size_t lineno = 0;
+    for (char *p = data, *end = data + len; p < end;) {
+        lineno++;
+        char *nl = memchr(p, '\n', (size_t)(end - p));
+        char *le = nl ? nl : end;
+        *le = '\0';
+        char *line = p;
+        p = nl ? nl + 1 : end;
+        size_t ll = (size_t)(le - line);
+        while (ll > 0 && (line[ll - 1] == '\r' || line[ll - 1] == ' '))
+            line[--ll] = '\0';
+        if (ll == 0) continue;
+        cJSON *o = ll <= REPLAY_MAX_LINE ? cJSON_ParseWithLength(line, ll) : NULL;
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "text");
+        const cJSON *in = cJSON_GetObjectItemCaseSensitive(o, "intent");
+        const cJSON *cf = cJSON_GetObjectItemCaseSensitive(o, "confidence");
+        const cJSON *lg = cJSON_GetObjectItemCaseSensitive(o, "language");
+        if (!cJSON_IsObject(o) || !cJSON_IsString(t) || !cJSON_IsString(in) ||
+            strlen(in->valuestring) > SB_NLU_MAX_LABEL_LEN ||
+            (cf && !(cJSON_IsNumber(cf) && cf->valuedouble >= 0 && cf->valuedouble <= 1)) ||
+            (lg && !cJSON_IsString(lg))) {
+            if (!bad) first_bad = lineno;
+            bad++;
+            cJSON_Delete(o);
+            continue;
+        }
+        sb_nlu_result_t r;
+        const char *text = t->valuestring;
+        sb_nlu_classify(nlu, w, text, strlen(text), NULL, &r);
+        const char *now = r.intent[0] ? r.intent : SB_NLU_OUT_OF_SCOPE;
+        const char *was = in->valuestring[0] ? in->valuestring : SB_NLU_OUT_OF_SCOPE;
+        n++;
+        bool same = strcmp(now, was) == 0;
+        if (same) agree++;
+        if (strcmp(was, SB_NLU_OUT_OF_SCOPE) == 0) oos_old++;
+        if (strcmp(now, SB_NLU_OUT_OF_SCOPE) == 0) oos_new++;
+        if (lg && lg->valuestring[0]) {
+            lang_n++;
+            if (strcmp(lg->valuestring, r.language) == 0) lang_agree++;
+        }
+        if (cf) {
+            double d = (double)r.confidence - cf->valuedouble;
+            conf_n++;
+            shift += d;
+            abs_shift += fabs(d);
+            if (same) {
+                shift_agree += d;
+                shift_agree_n++;
+            }
+        }
+        if (!same) {
+            size_t k;
+            for (k = 0; k < npairs; k++)
+                if (strcmp(pairs[k].from, was) == 0 && strcmp(pairs[k].to, now) == 0) break;
+            if (k == npairs && npairs < REPLAY_PAIRS) {
+                snprintf(pairs[k].from, sizeof pairs[k].from, "%s", was);
+                snprintf(pairs[k].to, sizeof pairs[k].to, "%s", now);
+                npairs++;
+            }
+            if (k < npairs) pairs[k].n++;
+        }
+        cJSON_Delete(o);
+    }
+    printf("model %s intents=%zu replay=%s\n", sb_nlu_model_version(nlu->model),
+           sb_nlu_model_nlabels(nlu->model), path);
+    printf("messages %zu skipped_lines %zu", n, bad);
+    if (bad) printf(" (first at line %zu)", first_bad);
+    printf("\n");
+    printf("intent_agreement %.4f (%zu of %zu)\n", n ? (double)agree / (double)n : 0, agree, n);
+    printf("out_of_scope before %.4f now %.4f\n", n ? (double)oos_old / (double)n : 0,
+           n ? (double)oos_new / (double)n : 0);
+    if (lang_n)
+        printf("language_agreement %.4f (%zu of %zu)\n", (double)lang_agree / (double)lang_n,
+               lang_agree, lang_n);
+    if (conf_n)
+        printf("confidence_shift mean %+.4f mean_abs %.4f on_agreeing %+.4f (%zu with a "
+               "confidence)\n",
+               shift / (double)conf_n, abs_shift / (double)conf_n,
+               shift_agree_n ? shift_agree / (double)shift_agree_n : 0, conf_n);
+    qsort(pairs, npairs, sizeof *pairs, cmp_shift);
+    printf("changed before -> now (count)\n");
+    for (size_t k = 0; k < npairs && k < 15; k++)
+        printf("  %s -> %s (%zu)\n", pairs[k].from, pairs[k].to, pairs[k].n);
+    status = n > 0 ? 0 : 1;
+    if (n == 0) fprintf(stderr, "eval: %s: no usable line\n", path);
+done:
+    free(data);
+    free(pairs);
+    sb_nlu_work_destroy(w);
+    return status;
+}
+
 int sb_nlu_cmd_eval(int argc, char **argv)
 {
-    const char *model = NULL, *data = NULL, *oos = NULL, *rules = NULL;
+    const char *model = NULL, *data = NULL, *oos = NULL, *rules = NULL, *replay_path = NULL;
     float threshold = -1;
     for (int i = 1; i < argc; i++) {
         bool missing = false;
@@ -393,6 +574,8 @@ int sb_nlu_cmd_eval(int argc, char **argv)
             return 0;
         } else if ((v = opt_value(argc, argv, &i, "--model", &missing))) {
             model = v;
+        } else if ((v = opt_value(argc, argv, &i, "--replay", &missing))) {
+            replay_path = v;
         } else if ((v = opt_value(argc, argv, &i, "--data", &missing))) {
             data = v;
         } else if ((v = opt_value(argc, argv, &i, "--oos", &missing))) {
@@ -411,9 +594,17 @@ int sb_nlu_cmd_eval(int argc, char **argv)
             return 2;
         }
     }
-    if (!model || !data) {
+    if (!model || (!data && !replay_path) || (data && replay_path)) {
         eval_usage(stderr);
         return 2;
+    }
+    if (replay_path) {
+        sb_nlu_t rn;
+        if (load_nlu(&rn, model, rules, "eval") != 0) return 1;
+        rn.apply_threshold = true;
+        int st = replay(&rn, replay_path);
+        free_nlu(&rn);
+        return st;
     }
     int status = 1;
     char err[512];
@@ -482,12 +673,13 @@ int sb_nlu_cmd_eval(int argc, char **argv)
         if (k == npairs) pairs[npairs++] = (pair_count_t){g, p, 0};
         pairs[k].n++;
     }
-    double f1sum = 0;
+    double f1sum = 0, recsum = 0;
     size_t f1n = 0;
     for (size_t k = 0; k < L; k++) {
         if (tp[k] + fn[k] == 0) continue; /* intent absent from the test set */
         double prec = tp[k] + fp[k] ? (double)tp[k] / (double)(tp[k] + fp[k]) : 0;
         double rec = (double)tp[k] / (double)(tp[k] + fn[k]);
+        recsum += rec;
         f1sum += prec + rec > 0 ? 2 * prec * rec / (prec + rec) : 0;
         f1n++;
     }
@@ -496,6 +688,9 @@ int sb_nlu_cmd_eval(int argc, char **argv)
     printf("examples in_scope=%zu out_of_scope=%zu\n", n_in, n_oos);
     printf("accuracy %.4f\n", n_in ? (double)correct / (double)n_in : 0);
     printf("macro_f1 %.4f\n", f1n ? f1sum / (double)f1n : 0);
+    /* the mean of the per-intent recalls: the accuracy the model would have if every intent
+     * were equally frequent (as in a balanced test set) */
+    printf("balanced_accuracy %.4f\n", f1n ? recsum / (double)f1n : 0);
     double ia, orc, cov, aa;
     sweep_line(rows, n, threshold, n_in, n_oos, &ia, &orc, &cov, &aa);
     printf("threshold %.4f in_scope_accuracy %.4f oos_recall %.4f coverage %.4f "

@@ -73,6 +73,48 @@ void sb_nlu_dataset_free(sb_nlu_dataset_t *ds)
     memset(ds, 0, sizeof *ds);
 }
 
+/* splitmix64 (the same generator as training) for the carve-out order. */
+static uint64_t split_rng(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+void sb_nlu_dataset_split(const sb_nlu_dataset_t *ds, float frac, uint64_t seed,
+                          sb_nlu_dataset_t *train, sb_nlu_dataset_t *val)
+{
+    memset(train, 0, sizeof *train);
+    memset(val, 0, sizeof *val);
+    bool *to_val = sb_xcalloc(ds->n ? ds->n : 1, sizeof *to_val);
+    size_t *idx = sb_xmalloc((ds->n ? ds->n : 1) * sizeof *idx);
+    uint64_t rng = seed ^ 0x5eedca4e0f5a11dull;
+    for (size_t j = 0; j < ds->nlabels; j++) {
+        size_t n = 0;
+        for (size_t i = 0; i < ds->n; i++)
+            if (ds->ex[i].label == j) idx[n++] = i;
+        /* an intent with fewer than 5 examples keeps them all for training */
+        size_t k = n >= 5 ? (size_t)((double)frac * (double)n + 0.5) : 0;
+        if (n >= 5 && frac > 0 && k == 0) k = 1;
+        for (size_t i = 0; i < k; i++) { /* partial Fisher-Yates: k random picks */
+            size_t r = i + (size_t)(split_rng(&rng) % (n - i));
+            size_t t = idx[i];
+            idx[i] = idx[r];
+            idx[r] = t;
+            to_val[idx[i]] = true;
+        }
+    }
+    for (size_t i = 0; i < ds->n; i++) {
+        const char *t = ds->ex[i].text;
+        sb_result_t rc =
+            sb_nlu_dataset_add(to_val[i] ? val : train, t, strlen(t), ds->labels[ds->ex[i].label]);
+        (void)rc; /* the examples already passed these checks when ds was built */
+    }
+    free(to_val);
+    free(idx);
+}
+
 static const char *add_error(sb_result_t rc)
 {
     return rc == SB_E_INVALID ? "invalid intent name (1-64 printable characters without "

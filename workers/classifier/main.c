@@ -13,7 +13,16 @@
  * classified by a half-loaded model; a bad file keeps the old model. With
  * classifier.metrics_listen set, /metrics, /healthz and /readyz run on the libuv loop of the
  * main thread and the pull loop on its own thread; otherwise the pull loop runs on the main
- * thread. */
+ * thread.
+ *
+ * Shadow model (optional): with the environment variable SB_CLASSIFIER_SHADOW_MODEL set to a
+ * model file (meant to become the config key classifier.shadow_model), every message the live
+ * model classifies is also classified by the shadow model, with the same rules and language
+ * id, and an Event EVENT_SHADOW (detail "shadow", state "agree" or "disagree", both intents,
+ * confidences and model versions) goes to sb.ev.shadow with msg id "shadow:<message id>";
+ * sb_classifier_shadow_total{outcome} and sb_classifier_shadow_agreement follow the agreement.
+ * The shadow never changes what is published on sb.nlu; a failed event publish is counted and
+ * the message is still acknowledged. SIGHUP reloads the shadow model too. */
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
@@ -31,11 +40,13 @@
 #include "sb/log.h"
 #include "sb/metrics.h"
 #include "sb/service.h"
+#include "sb/util.h"
 
 #define MOD "classifier"
 #define DURABLE "classifier"
 #define FILTER "sb.in.>"
 #define FETCH_WAIT_MS 1000
+#define SHADOW_ENV "SB_CLASSIFIER_SHADOW_MODEL"
 
 typedef struct app {
     sb_service_t svc;
@@ -46,6 +57,10 @@ typedef struct app {
     sb_nlu_work_t *work;     /* the pull thread's scratch */
     sb_metric_t *model_info; /* gauge of the current version */
     sb_metric_t *seconds;
+    char shadow_path[PATH_MAX]; /* "" without a shadow model */
+    sb_nlu_t *shadow;           /* shadow model + the same rules; pull thread only */
+    sb_metric_t *shadow_info;   /* gauge of the shadow version */
+    uint64_t shadow_agree, shadow_total;
     sb_http_server_t *srv; /* NULL without metrics_listen */
     atomic_bool ready;
 } app_t;
@@ -73,6 +88,14 @@ static void count(const char *outcome)
                                      labels));
 }
 
+static void count_shadow_failure(void)
+{
+    sb_metric_inc(sb_metrics_counter("sb_classifier_shadow_total",
+                                     "Messages classified by the live and the shadow model, by "
+                                     "whether their intents agree",
+                                     "outcome=\"publish_failed\""));
+}
+
 static void count_reload(const char *outcome)
 {
     char labels[48];
@@ -89,12 +112,13 @@ static sb_metric_t *model_info_metric(const char *version)
                             "The intent model in use (1) and the ones it replaced (0)", labels);
 }
 
-/* Loads a model and rules into a new sb_nlu_t. On error writes err and returns NULL. */
-static sb_nlu_t *load_nlu(app_t *app, char *err, size_t errlen)
+/* Loads the model at path and the rules into a new sb_nlu_t. On error writes err and returns
+ * NULL. */
+static sb_nlu_t *load_nlu(app_t *app, const char *path, char *err, size_t errlen)
 {
     sb_nlu_t *nlu = calloc(1, sizeof *nlu);
     if (!nlu) abort();
-    if (sb_nlu_model_load(&nlu->model, app->model_path, err, errlen) != SB_OK) goto fail;
+    if (sb_nlu_model_load(&nlu->model, path, err, errlen) != SB_OK) goto fail;
     if (sb_nlu_rules_load(&nlu->rules, app->rules_path, err, errlen) != SB_OK) goto fail;
     nlu->langid = app->langid;
     nlu->apply_threshold = true;
@@ -124,11 +148,43 @@ static void announce_model(app_t *app)
             (double)sb_nlu_model_threshold(m), sb_nlu_rules_count(app->nlu->rules));
 }
 
+static void announce_shadow(app_t *app)
+{
+    const sb_nlu_model_t *m = app->shadow->model;
+    char labels[64];
+    snprintf(labels, sizeof labels, "version=\"%s\"", sb_nlu_model_version(m));
+    app->shadow_info =
+        sb_metrics_gauge("sb_classifier_shadow_model_info",
+                         "The shadow model in use (1) and the ones it replaced (0)", labels);
+    sb_metric_set(app->shadow_info, 1);
+    app->shadow_agree = app->shadow_total = 0;
+    SB_INFO(MOD, "shadow model loaded version=%s intents=%zu threshold=%.4f",
+            sb_nlu_model_version(m), sb_nlu_model_nlabels(m), (double)sb_nlu_model_threshold(m));
+}
+
+/* Reloads the shadow model (pull thread); a broken file keeps the running one. */
+static void reload_shadow(app_t *app)
+{
+    char err[512] = "";
+    sb_nlu_t *next = load_nlu(app, app->shadow_path, err, sizeof err);
+    if (!next) {
+        SB_ERROR(MOD, "shadow reload refused, keeping version=%s key=%s error=\"%s\"",
+                 sb_nlu_model_version(app->shadow->model), SHADOW_ENV, err);
+        count_reload("error");
+        return;
+    }
+    if (app->shadow_info) sb_metric_set(app->shadow_info, 0);
+    free_nlu(app->shadow);
+    app->shadow = next;
+    announce_shadow(app);
+}
+
 /* Runs on the pull thread between batches: the swap is atomic with respect to messages. */
 static void reload(app_t *app)
 {
     char err[512] = "";
-    sb_nlu_t *next = load_nlu(app, err, sizeof err);
+    if (app->shadow) reload_shadow(app);
+    sb_nlu_t *next = load_nlu(app, app->model_path, err, sizeof err);
     if (!next) {
         SB_ERROR(MOD, "reload refused, keeping model version=%s error=\"%s\"",
                  sb_nlu_model_version(app->nlu->model), err);
@@ -179,6 +235,59 @@ static const char *utterance(const sb_envelope_t *env)
         if (env->attachments[i]->caption && env->attachments[i]->caption[0])
             return env->attachments[i]->caption;
     return NULL;
+}
+
+/* Classifies the message again with the shadow model and publishes the comparison. Returns
+ * nothing: the shadow never holds up the live path (failures are counted and logged). */
+static void shadow_compare(app_t *app, const sb_envelope_t *env, const char *text,
+                           const sb_nlu_result_t *live, uint32_t partition)
+{
+    sb_nlu_result_t r;
+    sb_nlu_classify(app->shadow, app->work, text, strlen(text), env->locale_hint, &r);
+    bool agree = strcmp(live->intent, r.intent) == 0;
+    app->shadow_total++;
+    if (agree) app->shadow_agree++;
+    char labels[48];
+    snprintf(labels, sizeof labels, "outcome=\"%s\"", agree ? "agree" : "disagree");
+    sb_metric_inc(sb_metrics_counter("sb_classifier_shadow_total",
+                                     "Messages classified by the live and the shadow model, by "
+                                     "whether their intents agree",
+                                     labels));
+    sb_metric_set(sb_metrics_gauge("sb_classifier_shadow_agreement",
+                                   "Share of messages on which the shadow model agrees with the "
+                                   "live one, since the models were loaded",
+                                   NULL),
+                  (double)app->shadow_agree / (double)app->shadow_total);
+
+    sb_event_t ev;
+    switchboard__v1__event__init(&ev);
+    char *event_id = sb_xasprintf("shadow:%s", env->message_id);
+    ev.event_id = event_id;
+    ev.type = SWITCHBOARD__V1__EVENT_TYPE__EVENT_SHADOW;
+    ev.conversation_id = env->conversation_id;
+    ev.channel = env->channel;
+    ev.at_ms = sb_now_ms();
+    ev.partition = partition;
+    ev.message_id = env->message_id;
+    ev.detail = "shadow";
+    ev.state = (char *)(agree ? "agree" : "disagree");
+    ev.intent = (char *)live->intent;
+    ev.confidence = live->confidence;
+    ev.model_version = (char *)sb_nlu_model_version(app->nlu->model);
+    ev.shadow_intent = (char *)r.intent;
+    ev.shadow_confidence = r.confidence;
+    ev.shadow_model_version = (char *)sb_nlu_model_version(app->shadow->model);
+    uint8_t *data = NULL;
+    size_t len = 0;
+    sb_result_t rc = SB_CODEC_PACK(&ev, &data, &len);
+    if (rc == SB_OK) rc = sb_bus_publish(app->svc.bus, "sb.ev.shadow", data, len, event_id, NULL);
+    if (rc != SB_OK) {
+        SB_WARN(MOD, "shadow event not published message_id=%s result=\"%s\"", env->message_id,
+                sb_result_str(rc));
+        count_shadow_failure();
+    }
+    free(data);
+    free(event_id);
 }
 
 static sb_result_t handle(void *ctx, const sb_bus_msg_t *msg)
@@ -259,6 +368,9 @@ static sb_result_t handle(void *ctx, const sb_bus_msg_t *msg)
         goto done;
     }
     count(dup ? "duplicate" : outcome);
+    /* the shadow judges the models: messages a rule or a button payload decided say nothing
+     * about them; a redelivered duplicate was compared the first time */
+    if (app->shadow && text && !r.rule[0] && !dup) shadow_compare(app, env, text, &r, p);
     SB_DEBUG(MOD,
              "classified message_id=%s partition=%u intent=%s confidence=%.3f language=%s "
              "rule=%s duplicate=%d",
@@ -333,7 +445,9 @@ int main(int argc, char **argv)
                              "Classifies Envelopes from sb.in.> (language, intent, confidence, "
                              "sentiment) and publishes Classifications on sb.nlu.<p>.\n"
                              "classifier.model (default <data_dir>/models/demo.model), "
-                             "classifier.rules; SIGHUP reloads both.");
+                             "classifier.rules; SIGHUP reloads both. Environment: "
+                             "SB_CLASSIFIER_SHADOW_MODEL=FILE compares a shadow model on "
+                             "sb.ev.shadow.");
     if (rc != 0) return rc < 0 ? 0 : rc;
     const sb_config_t *cfg = &app.svc.cfg;
 
@@ -347,11 +461,22 @@ int main(int argc, char **argv)
     if (sb_nlu_langid_create(&app.langid, NULL) != SB_OK)
         SB_WARN(MOD, "language fingerprints missing, using word lists only dir=%s",
                 "/usr/share/libexttextcat");
-    app.nlu = load_nlu(&app, err, sizeof err);
+    app.nlu = load_nlu(&app, app.model_path, err, sizeof err);
     if (!app.nlu) {
         SB_ERROR(MOD, "cannot start key=classifier.model error=\"%s\"", err);
         fprintf(stderr, "switchboard-classifier: %s (train one with `switchboard train`)\n", err);
         goto close_langid;
+    }
+    const char *shadow = getenv(SHADOW_ENV);
+    if (shadow && shadow[0]) {
+        snprintf(app.shadow_path, sizeof app.shadow_path, "%s", shadow);
+        app.shadow = load_nlu(&app, app.shadow_path, err, sizeof err);
+        if (!app.shadow) {
+            SB_ERROR(MOD, "cannot start key=%s error=\"%s\"", SHADOW_ENV, err);
+            fprintf(stderr, "switchboard-classifier: %s: %s\n", SHADOW_ENV, err);
+            goto close_nlu;
+        }
+        announce_shadow(&app);
     }
     app.work = sb_nlu_work_create();
     app.seconds = sb_metrics_histogram("sb_classifier_seconds",
@@ -416,6 +541,7 @@ close_server:
 close_nlu:
     sb_nlu_work_destroy(app.work);
     free_nlu(app.nlu);
+    free_nlu(app.shadow);
 close_langid:
     sb_nlu_langid_destroy(app.langid);
     sb_service_close(&app.svc);

@@ -35,7 +35,8 @@
 #include "sb/util.h"
 
 #define MODEL_MAGIC "SBNLUMDL"
-#define MODEL_FORMAT 1u
+#define MODEL_FORMAT 2u /* 2 added the hidden layer; 1 is still read */
+#define MAX_HIDDEN 1024u
 #define EMPTY_KEY 0xffffffffu
 
 struct sb_nlu_model {
@@ -48,12 +49,32 @@ struct sb_nlu_model {
     uint32_t *tab_keys;
     uint32_t *tab_rows;
     bool quant;
-    float *wf;     /* nrows * nlabels, when !quant */
-    int8_t *wq;    /* nrows * nlabels, when quant */
-    float *scale;  /* nrows, when quant */
-    float *bias;   /* nlabels */
-    float *idf;    /* nrows, when feat.idf */
-    float idf_unk; /* weight of a feature never seen in training */
+    float *wf;       /* nrows * nlabels, when !quant */
+    int8_t *wq;      /* nrows * nlabels, when quant */
+    float *scale;    /* nrows, when quant */
+    float *bias;     /* nlabels */
+    float *idf;      /* nrows, when feat.idf */
+    float idf_unk;   /* weight of a feature never seen in training */
+    uint32_t hidden; /* hidden units, 0 = linear only */
+    float *ef;       /* nrows * hidden, when !quant */
+    int8_t *eq;      /* nrows * hidden, when quant */
+    float *escale;   /* nrows, when quant */
+    float *b1;       /* hidden */
+    float *w2;       /* hidden * nlabels */
+    /* the example memory: training examples as idf-weighted word uni/bigram vectors,
+     * inverted by model row; its k nearest neighbours vote beside the softmax */
+    uint32_t knn_n;      /* remembered examples, 0 = none */
+    uint32_t knn_k;      /* neighbours that vote */
+    float knn_weight;    /* share of the vote in the final probabilities */
+    uint32_t knn_nkeys;  /* indexed rows */
+    uint32_t knn_npost;  /* postings */
+    uint32_t *knn_label; /* knn_n */
+    uint32_t *knn_rows;  /* knn_nkeys, ascending model rows */
+    float *knn_idf;      /* knn_nkeys */
+    uint32_t *knn_off;   /* knn_nkeys + 1 */
+    uint32_t *knn_ex;    /* knn_npost: example of each posting */
+    float *knn_val;      /* knn_npost: its weight in that example's unit vector */
+    int32_t *knn_slot;   /* nrows: index into knn_rows, or -1 (built at load) */
     float temperature;
     float threshold;
     char version[17];
@@ -71,10 +92,10 @@ static inline float exp_neg(float x)
     float k = (t + 12582912.0f) - 12582912.0f; /* round to nearest integer */
     float r = x - k * 0.693145751953125f;      /* ln 2, high part */
     r = r - k * 1.428606765330187045e-06f;     /* ln 2, low part */
-    float p = 1.0f +
-              r * (1.0f +
-                   r * (0.5f + r * (0.16666667f +
-                                    r * (0.041666668f + r * (0.008333334f + r * 0.0013888889f)))));
+    float p =
+        1.0f +
+        r * (1.0f + r * (0.5f + r * (0.16666667f +
+                                     r * (0.041666668f + r * (0.008333334f + r * 0.0013888889f)))));
     int32_t e = ((int32_t)k + 127) * (1 << 23);
     float sc;
     memcpy(&sc, &e, sizeof sc);
@@ -92,7 +113,7 @@ static void exp_shifted_c(float *z, size_t n, float mx, float inv)
 
 /* The same operations as exp_neg, eight at a time (bit-identical results). */
 __attribute__((target("avx2"))) static void exp_shifted_avx2(float *z, size_t n, float mx,
-                                                               float inv)
+                                                             float inv)
 {
     const __m256 vmx = _mm256_set1_ps(mx), vinv = _mm256_set1_ps(inv);
     const __m256 lo = _mm256_set1_ps(-87.0f), l2e = _mm256_set1_ps(1.44269504088896341f);
@@ -116,8 +137,8 @@ __attribute__((target("avx2"))) static void exp_shifted_avx2(float *z, size_t n,
         p = _mm256_add_ps(c2, _mm256_mul_ps(r, p));
         p = _mm256_add_ps(one, _mm256_mul_ps(r, p));
         p = _mm256_add_ps(one, _mm256_mul_ps(r, p));
-        __m256i e = _mm256_slli_epi32(
-            _mm256_add_epi32(_mm256_cvttps_epi32(k), _mm256_set1_epi32(127)), 23);
+        __m256i e =
+            _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvttps_epi32(k), _mm256_set1_epi32(127)), 23);
         _mm256_storeu_ps(z + i, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
     }
     exp_shifted_c(z + i, n - i, mx, inv);
@@ -219,6 +240,18 @@ void sb_nlu_model_destroy(sb_nlu_model_t *m)
     free(m->scale);
     free(m->bias);
     free(m->idf);
+    free(m->ef);
+    free(m->eq);
+    free(m->escale);
+    free(m->b1);
+    free(m->w2);
+    free(m->knn_label);
+    free(m->knn_rows);
+    free(m->knn_idf);
+    free(m->knn_off);
+    free(m->knn_ex);
+    free(m->knn_val);
+    free(m->knn_slot);
     free(m);
 }
 
@@ -386,6 +419,13 @@ void sb_nlu_model_logits(const sb_nlu_model_t *m, sb_nlu_work_t *w, const char *
                                     : (const char *)(m->wf + (size_t)r * L);
         for (size_t o = 0; o < row_bytes; o += 64)
             __builtin_prefetch(base + o);
+        if (m->hidden) {
+            const char *eb = m->quant ? (const char *)(m->eq + (size_t)r * m->hidden)
+                                      : (const char *)(m->ef + (size_t)r * m->hidden);
+            size_t eb_bytes = m->quant ? m->hidden : m->hidden * sizeof(float);
+            for (size_t o = 0; o < eb_bytes; o += 64)
+                __builtin_prefetch(eb + o);
+        }
     }
     nf = weigh(rows, vals, nf, m->idf, m->idf_unk);
     memcpy(z, m->bias, L * sizeof *z);
@@ -393,6 +433,133 @@ void sb_nlu_model_logits(const sb_nlu_model_t *m, sb_nlu_work_t *w, const char *
         accumulate_q(z, L, m->wq, m->scale, rows, vals, nf);
     else
         accumulate_f(z, L, m->wf, rows, vals, nf);
+    if (m->hidden) {
+        /* h = relu(b1 + Σ v · E[row]); z += Σ_{h>0} h · W2[unit] */
+        const uint32_t H = m->hidden;
+        float *h = nlu_work_hidden(w, H);
+        int32_t *units = (int32_t *)(h + H);
+        memcpy(h, m->b1, H * sizeof *h);
+        if (m->quant)
+            accumulate_q(h, H, m->eq, m->escale, rows, vals, nf);
+        else
+            accumulate_f(h, H, m->ef, rows, vals, nf);
+        size_t np = 0;
+        for (uint32_t q = 0; q < H; q++)
+            if (h[q] > 0) {
+                units[np] = (int32_t)q;
+                h[np] = h[q];
+                np++;
+            }
+        accumulate_f(z, L, m->w2, units, h, np);
+    }
+}
+
+/* ---- the example memory -------------------------------------------------------------- */
+
+static void knn_build_slots(sb_nlu_model_t *m)
+{
+    m->knn_slot = sb_xmalloc((m->nrows ? m->nrows : 1) * sizeof *m->knn_slot);
+    for (uint32_t r = 0; r < m->nrows; r++)
+        m->knn_slot[r] = -1;
+    for (uint32_t k = 0; k < m->knn_nkeys; k++)
+        m->knn_slot[m->knn_rows[k]] = (int32_t)k;
+}
+
+static int cmp_i32(const void *a, const void *b)
+{
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The distinct model rows of the word features of w's tokens that the memory indexes, in
+ * slots[] (knn slot numbers, sorted). Returns how many. */
+static size_t knn_query_slots(const sb_nlu_model_t *m, sb_nlu_work_t *w, int32_t *slots)
+{
+    uint32_t *b;
+    size_t nb = nlu_word_buckets(w, &m->feat, &b), n = 0;
+    for (size_t i = 0; i < nb; i++) {
+        int64_t r = lookup_row(m, b[i]);
+        if (r >= 0 && m->knn_slot[r] >= 0) slots[n++] = m->knn_slot[r];
+    }
+    qsort(slots, n, sizeof *slots, cmp_i32);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (k == 0 || slots[k - 1] != slots[i]) slots[k++] = slots[i];
+    return k;
+}
+
+/* The vote of the k nearest remembered examples (cosine of the word vectors) for the tokens of
+ * w, per label into kd[nlabels] (summing to 1). False when no example shares a word. */
+static bool knn_vote(const sb_nlu_model_t *m, sb_nlu_work_t *w, float *kd)
+{
+    if (m->knn_n == 0) return false;
+    if (w->knn_cap < m->knn_n) {
+        free(w->knn_sims);
+        free(w->knn_touched);
+        w->knn_sims = sb_xcalloc(m->knn_n, sizeof *w->knn_sims);
+        w->knn_touched = sb_xmalloc(m->knn_n * sizeof *w->knn_touched);
+        w->knn_cap = m->knn_n;
+    }
+    int32_t *slots = (int32_t *)nlu_work_hidden(w, 2 * w->ntoks + 2);
+    size_t ns = knn_query_slots(m, w, slots);
+    double ss = 0;
+    for (size_t i = 0; i < ns; i++)
+        ss += (double)m->knn_idf[slots[i]] * m->knn_idf[slots[i]];
+    if (ns == 0 || ss <= 0) return false;
+    float inv = (float)(1.0 / sqrt(ss));
+    float *sims = w->knn_sims;
+    uint32_t *touched = w->knn_touched, nt = 0;
+    for (size_t i = 0; i < ns; i++) {
+        uint32_t k = (uint32_t)slots[i];
+        float q = m->knn_idf[k] * inv;
+        for (uint32_t p = m->knn_off[k]; p < m->knn_off[k + 1]; p++) {
+            uint32_t e = m->knn_ex[p];
+            if (sims[e] == 0.0f) touched[nt++] = e;
+            sims[e] += q * m->knn_val[p];
+        }
+    }
+    enum { MAXK = 64 };
+    uint32_t best[MAXK];
+    float bs[MAXK];
+    uint32_t K = m->knn_k < MAXK ? m->knn_k : MAXK, nb = 0;
+    for (uint32_t t = 0; t < nt; t++) {
+        uint32_t e = touched[t];
+        float v = sims[e];
+        sims[e] = 0.0f;
+        if (nb == K && v <= bs[K - 1]) continue;
+        uint32_t pos = nb < K ? nb++ : K - 1;
+        while (pos > 0 && (bs[pos - 1] < v || (bs[pos - 1] == v && best[pos - 1] > e))) {
+            bs[pos] = bs[pos - 1];
+            best[pos] = best[pos - 1];
+            pos--;
+        }
+        bs[pos] = v;
+        best[pos] = e;
+    }
+    double tot = 0;
+    memset(kd, 0, m->nlabels * sizeof *kd);
+    for (uint32_t i = 0; i < nb; i++) {
+        kd[m->knn_label[best[i]]] += bs[i];
+        tot += bs[i];
+    }
+    if (tot <= 0) return false;
+    for (uint32_t j = 0; j < m->nlabels; j++)
+        kd[j] = (float)(kd[j] / tot);
+    return true;
+}
+
+/* p = (1 - a) · p + a · vote, when the memory has a vote for w's tokens. */
+static void knn_mix(const sb_nlu_model_t *m, sb_nlu_work_t *w, float *p)
+{
+    if (m->knn_n == 0 || m->knn_weight <= 0) return;
+    if (w->knn_kd_cap < m->nlabels) {
+        w->knn_kd = sb_xrealloc(w->knn_kd, m->nlabels * sizeof *w->knn_kd);
+        w->knn_kd_cap = m->nlabels;
+    }
+    if (!knn_vote(m, w, w->knn_kd)) return;
+    const float a = m->knn_weight;
+    for (uint32_t j = 0; j < m->nlabels; j++)
+        p[j] = (1.0f - a) * p[j] + a * w->knn_kd[j];
 }
 
 static void fill_prediction(const sb_nlu_model_t *m, const float *p, sb_nlu_prediction_t *out)
@@ -431,6 +598,7 @@ void sb_nlu_model_predict_tokens(const sb_nlu_model_t *m, sb_nlu_work_t *w, cons
     float *z = nlu_work_scores(w, m->nlabels);
     sb_nlu_model_logits(m, w, lang, z);
     nlu_softmax(z, m->nlabels, m->temperature);
+    knn_mix(m, w, z);
     fill_prediction(m, z, out);
 }
 
@@ -456,6 +624,9 @@ void sb_nlu_train_opts_default(sb_nlu_train_opts_t *o)
     o->min_count = 1;
     o->quantize = true;
     o->calibrate = true;
+    o->prior_tau = 0.0f;
+    o->knn_k = 10;
+    o->knn_weight = 0.3f;
     o->threshold = 0.0f;
     sb_nlu_featcfg_default(&o->feat);
 }
@@ -666,14 +837,81 @@ static float choose_threshold(scored_t *s, size_t n_in, size_t n_oos, float *obj
     return t;
 }
 
+/* (in-scope accuracy + out-of-scope recall) / 2 of the scored rows at threshold th. */
+static float objective_at(const scored_t *s, size_t n_in, size_t n_oos, float th)
+{
+    size_t right = 0, rejected = 0;
+    for (size_t i = 0; i < n_in + n_oos; i++) {
+        if (s[i].correct == -1)
+            rejected += s[i].conf < th;
+        else
+            right += s[i].correct == 1 && s[i].conf >= th;
+    }
+    return (float)(((double)right / (double)(n_in ? n_in : 1) +
+                    (double)rejected / (double)(n_oos ? n_oos : 1)) /
+                   2);
+}
+
+static int cmp_float(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The median of the thresholds choose_threshold picks on 64 bootstrap resamples (drawn from
+ * seed) of the scored rows, in-scope and out-of-scope resampled separately; fallback when
+ * there is nothing to resample. */
+static float bagged_threshold(const scored_t *s, size_t n_in, size_t n_oos, uint64_t seed,
+                              float fallback)
+{
+    enum { BAGS = 64 };
+    if (n_in == 0 || n_oos == 0) return fallback;
+    scored_t *b = sb_xmalloc((n_in + n_oos) * sizeof *b);
+    float th[BAGS];
+    uint64_t rng = seed ^ 0xb0075742a9c3e1d5ull;
+    for (int k = 0; k < BAGS; k++) {
+        for (size_t i = 0; i < n_in; i++)
+            b[i] = s[rng_next(&rng) % n_in];
+        for (size_t i = 0; i < n_oos; i++)
+            b[n_in + i] = s[n_in + rng_next(&rng) % n_oos];
+        float ob;
+        th[k] = choose_threshold(b, n_in, n_oos, &ob, NULL);
+    }
+    qsort(th, BAGS, sizeof th[0], cmp_float);
+    free(b);
+    return (th[BAGS / 2 - 1] + th[BAGS / 2]) / 2;
+}
+
+/* Forgets the example memory (its chosen share is 0). */
+static void knn_drop(sb_nlu_model_t *m)
+{
+    free(m->knn_label);
+    free(m->knn_rows);
+    free(m->knn_idf);
+    free(m->knn_off);
+    free(m->knn_ex);
+    free(m->knn_val);
+    free(m->knn_slot);
+    m->knn_label = m->knn_rows = m->knn_off = m->knn_ex = NULL;
+    m->knn_idf = m->knn_val = NULL;
+    m->knn_slot = NULL;
+    m->knn_n = m->knn_nkeys = m->knn_npost = m->knn_k = 0;
+    m->knn_weight = 0;
+}
+
 /* Scores the validation rows (in-scope first, then out-of-scope) at temperature t. */
-static void score_rows(const sb_nlu_model_t *m, const float *vlog, const uint32_t *gold, size_t nv,
-                       size_t no, float t, float *z, scored_t *sc)
+static void score_rows(const sb_nlu_model_t *m, const float *vlog, const float *kdv,
+                       const uint32_t *gold, size_t nv, size_t no, float t, float *z, scored_t *sc)
 {
     const uint32_t L = m->nlabels;
+    const float a = m->knn_n ? m->knn_weight : 0.0f;
     for (size_t i = 0; i < nv + no; i++) {
         memcpy(z, vlog + i * L, L * sizeof *z);
         nlu_softmax(z, L, t);
+        /* the example memory's vote, as prediction mixes it (rows without one are NaN) */
+        if (a > 0 && !isnan(kdv[i * L]))
+            for (uint32_t j = 0; j < L; j++)
+                z[j] = (1.0f - a) * z[j] + a * kdv[i * L + j];
         uint32_t am = 0;
         for (uint32_t j = 1; j < L; j++)
             if (z[j] > z[am]) am = j;
@@ -752,11 +990,21 @@ static void text_logits(const sb_nlu_model_t *m, const sb_nlu_langid_t *li, sb_n
     sb_nlu_model_logits(m, w, lang, z);
 }
 
+/* The hidden part of one member under training (all NULL when hidden is 0). */
+typedef struct hid_part {
+    uint32_t H;
+    float *E;  /* nrows * H: feature embeddings */
+    float *b1; /* H */
+    float *W2; /* H * L: hidden unit -> label logits */
+} hid_part_t;
+
 /* Trains one softmax model on x from zero weights with AdaGrad: epochs over a permutation
  * drawn from seed, L2 on the rows a step touches, optional feature dropout, out-of-scope rows
- * (label L) pulled towards the uniform distribution. Writes W[nrows * L] and bias[L]. */
+ * (label L) pulled towards the uniform distribution. Writes W[nrows * L] and bias[L]. With a
+ * hidden part, the logits also get W2 · relu(b1 + Σ v·E[row]) (a small hidden layer beside
+ * the linear one, trained jointly; E starts random, W2 at zero). */
 static void train_member(const csr_t *x, uint32_t L, size_t nrows, const sb_nlu_train_opts_t *o,
-                         uint64_t seed, float *W, float *bias)
+                         uint64_t seed, float *W, float *bias, hid_part_t *hp)
 {
     size_t nw = nrows * L;
     memset(W, 0, nw * sizeof *W);
@@ -774,7 +1022,27 @@ static void train_member(const csr_t *x, uint32_t L, size_t nrows, const sb_nlu_
     uint32_t *krow = sb_xmalloc(maxf * sizeof *krow);
     float *kval = sb_xmalloc(maxf * sizeof *kval);
     uint64_t rng = seed;
+    const uint32_t H = hp ? hp->H : 0;
+    float *GE = NULL, *Gb1 = NULL, *GW2 = NULL, *h = NULL, *gh = NULL;
+    if (H) {
+        size_t ne = nrows * H;
+        GE = sb_xcalloc(ne ? ne : 1, sizeof *GE);
+        Gb1 = sb_xcalloc(H, sizeof *Gb1);
+        GW2 = sb_xcalloc((size_t)H * L, sizeof *GW2);
+        h = sb_xmalloc(H * sizeof *h);
+        gh = sb_xmalloc(H * sizeof *gh);
+        memset(hp->b1, 0, H * sizeof *hp->b1);
+        memset(hp->W2, 0, (size_t)H * L * sizeof *hp->W2);
+        /* small random embeddings: the inputs are L2-normalized, so a row scale of ~1
+         * gives hidden pre-activations of order one */
+        float a = o->hidden_init > 0 ? o->hidden_init : 0.5f;
+        for (size_t q = 0; q < ne; q++) {
+            double u = (double)(rng_next(&rng) >> 11) / 9007199254740992.0;
+            hp->E[q] = (float)((2.0 * u - 1.0) * a);
+        }
+    }
     const float lr = o->lr, l2 = o->l2, eps = 1e-8f;
+    const float hlr = o->hidden_lr > 0 ? o->hidden_lr : lr;
     const float drop = o->dropout > 0 && o->dropout < 0.9f ? o->dropout : 0.0f;
     const uint64_t drop_cut = (uint64_t)((double)drop * 18446744073709551615.0);
     const float keep_scale = 1.0f / (1.0f - drop);
@@ -799,6 +1067,25 @@ static void train_member(const csr_t *x, uint32_t L, size_t nrows, const sb_nlu_
                 for (uint32_t j = 0; j < L; j++)
                     z[j] += c * wr[j];
             }
+            if (H) {
+                memcpy(h, hp->b1, H * sizeof *h);
+                for (size_t f = 0; f < nk; f++) {
+                    const float *er = hp->E + (size_t)krow[f] * H;
+                    float c = kval[f];
+                    for (uint32_t q = 0; q < H; q++)
+                        h[q] += c * er[q];
+                }
+                for (uint32_t q = 0; q < H; q++) {
+                    if (h[q] <= 0) {
+                        h[q] = 0;
+                        continue;
+                    }
+                    const float *w2 = hp->W2 + (size_t)q * L;
+                    float c = h[q];
+                    for (uint32_t j = 0; j < L; j++)
+                        z[j] += c * w2[j];
+                }
+            }
             nlu_softmax(z, L, 1.0f);
             if (y < L) {
                 loss += -log((double)z[y] + 1e-12);
@@ -814,6 +1101,37 @@ static void train_member(const csr_t *x, uint32_t L, size_t nrows, const sb_nlu_
             uint32_t na = 0;
             for (uint32_t j = 0; j < L; j++)
                 if (fabsf(z[j]) > 1e-4f) active[na++] = j;
+            if (H) {
+                /* back through W2 (before it moves), then W2's own step */
+                for (uint32_t q = 0; q < H; q++) {
+                    gh[q] = 0;
+                    if (h[q] <= 0) continue;
+                    float *w2 = hp->W2 + (size_t)q * L;
+                    float *g2 = GW2 + (size_t)q * L;
+                    float s = 0, hq = h[q];
+                    for (uint32_t a = 0; a < na; a++) {
+                        uint32_t j = active[a];
+                        s += z[j] * w2[j];
+                        float g = hq * z[j] + l2 * w2[j];
+                        g2[j] += g * g;
+                        w2[j] -= hlr * g / (sqrtf(g2[j]) + eps);
+                    }
+                    gh[q] = s;
+                    Gb1[q] += s * s;
+                    hp->b1[q] -= hlr * s / (sqrtf(Gb1[q]) + eps);
+                }
+                for (size_t f = 0; f < nk; f++) {
+                    float *er = hp->E + (size_t)krow[f] * H;
+                    float *gr = GE + (size_t)krow[f] * H;
+                    float v = kval[f];
+                    for (uint32_t q = 0; q < H; q++) {
+                        if (gh[q] == 0) continue;
+                        float g = v * gh[q] + l2 * er[q];
+                        gr[q] += g * g;
+                        er[q] -= hlr * g / (sqrtf(gr[q]) + eps);
+                    }
+                }
+            }
             for (uint32_t a = 0; a < na; a++) {
                 uint32_t j = active[a];
                 float g = z[j];
@@ -842,6 +1160,128 @@ static void train_member(const csr_t *x, uint32_t L, size_t nrows, const sb_nlu_
     free(active);
     free(krow);
     free(kval);
+    free(GE);
+    free(Gb1);
+    free(GW2);
+    free(h);
+    free(gh);
+}
+
+/* Tokenizes t as prediction will (accents stripped for language id, then as the model
+ * wants), leaving the tokens in w. */
+static void tokenize_like_model(const sb_nlu_featcfg_t *feat, sb_nlu_work_t *w, const char *t)
+{
+    sb_nlu_work_tokenize(w, t, strlen(t), feat->strip_accents, NULL);
+}
+
+/* Builds m's example memory from ds (examples whose label is not a model label are left
+ * out): each example's distinct word uni/bigram rows, binary tf · idf, unit length, inverted
+ * by row. Rows in more than max(50, n/30) examples are not indexed: they say little about
+ * which examples are close and would make every lookup long. */
+static void knn_build(sb_nlu_model_t *m, const sb_nlu_dataset_t *ds, const sb_nlu_train_opts_t *o,
+                      const sb_nlu_langid_t *li, sb_nlu_work_t *w)
+{
+    (void)li;
+    if (o->knn_weight <= 0 || o->knn_k == 0 || ds->n == 0 || m->nrows == 0) return;
+    const size_t n = ds->n;
+    size_t cap = 4096, nnz = 0;
+    uint32_t *er = sb_xmalloc(cap * sizeof *er);
+    size_t *eoff = sb_xmalloc((n + 1) * sizeof *eoff);
+    uint32_t *df = sb_xcalloc(m->nrows, sizeof *df);
+    int32_t *tmp = NULL;
+    size_t tmp_cap = 0;
+    eoff[0] = 0;
+    for (size_t i = 0; i < n; i++) {
+        tokenize_like_model(&m->feat, w, ds->ex[i].text);
+        uint32_t *b;
+        size_t nb = nlu_word_buckets(w, &m->feat, &b), k = 0;
+        if (tmp_cap < nb) {
+            tmp_cap = nb * 2;
+            tmp = sb_xrealloc(tmp, tmp_cap * sizeof *tmp);
+        }
+        for (size_t q = 0; q < nb; q++) {
+            int64_t r = lookup_row(m, b[q]);
+            if (r >= 0) tmp[k++] = (int32_t)r;
+        }
+        qsort(tmp, k, sizeof *tmp, cmp_i32);
+        for (size_t q = 0; q < k; q++) {
+            if (q > 0 && tmp[q] == tmp[q - 1]) continue;
+            if (nnz == cap) {
+                cap *= 2;
+                er = sb_xrealloc(er, cap * sizeof *er);
+            }
+            er[nnz++] = (uint32_t)tmp[q];
+            df[tmp[q]]++;
+        }
+        eoff[i + 1] = nnz;
+    }
+    uint32_t dfcap = (uint32_t)(n / 30 > 50 ? n / 30 : 50);
+    uint32_t nkeys = 0;
+    for (uint32_t r = 0; r < m->nrows; r++)
+        if (df[r] > 0 && df[r] <= dfcap) nkeys++;
+    m->knn_nkeys = nkeys;
+    m->knn_rows = sb_xmalloc((nkeys ? nkeys : 1) * sizeof *m->knn_rows);
+    m->knn_idf = sb_xmalloc((nkeys ? nkeys : 1) * sizeof *m->knn_idf);
+    m->knn_off = sb_xcalloc(nkeys + 1, sizeof *m->knn_off);
+    for (uint32_t r = 0, k = 0; r < m->nrows; r++)
+        if (df[r] > 0 && df[r] <= dfcap) {
+            m->knn_rows[k] = r;
+            m->knn_idf[k] = (float)(log(((double)n + 1.0) / ((double)df[r] + 1.0)) + 1.0);
+            k++;
+        }
+    knn_build_slots(m);
+    for (size_t q = 0; q < nnz; q++)
+        if (m->knn_slot[er[q]] >= 0) m->knn_off[m->knn_slot[er[q]] + 1]++;
+    for (uint32_t k = 0; k < nkeys; k++)
+        m->knn_off[k + 1] += m->knn_off[k];
+    m->knn_npost = m->knn_off[nkeys];
+    m->knn_ex = sb_xmalloc((m->knn_npost ? m->knn_npost : 1) * sizeof *m->knn_ex);
+    m->knn_val = sb_xmalloc((m->knn_npost ? m->knn_npost : 1) * sizeof *m->knn_val);
+    m->knn_label = sb_xmalloc(n * sizeof *m->knn_label);
+    uint32_t *fill = sb_xmalloc((nkeys ? nkeys : 1) * sizeof *fill);
+    memcpy(fill, m->knn_off, (nkeys ? nkeys : 1) * sizeof *fill);
+    for (size_t i = 0; i < n; i++) {
+        m->knn_label[i] = ds->ex[i].label;
+        double ss = 0;
+        for (size_t q = eoff[i]; q < eoff[i + 1]; q++) {
+            int32_t k = m->knn_slot[er[q]];
+            if (k >= 0) ss += (double)m->knn_idf[k] * m->knn_idf[k];
+        }
+        float inv = ss > 0 ? (float)(1.0 / sqrt(ss)) : 0.0f;
+        for (size_t q = eoff[i]; q < eoff[i + 1]; q++) {
+            int32_t k = m->knn_slot[er[q]];
+            if (k < 0) continue;
+            m->knn_ex[fill[k]] = (uint32_t)i;
+            m->knn_val[fill[k]] = m->knn_idf[k] * inv;
+            fill[k]++;
+        }
+    }
+    m->knn_n = (uint32_t)n;
+    m->knn_k = o->knn_k;
+    m->knn_weight = o->knn_weight;
+    free(fill);
+    free(er);
+    free(eoff);
+    free(df);
+    free(tmp);
+}
+
+/* int8 with one scale per row: q = round(w / scale), scale = max |w| / 127. */
+static void quantize_rows(const float *w, size_t rows, uint32_t cols, int8_t *q, float *scale)
+{
+    for (size_t r = 0; r < rows; r++) {
+        float mx = 0;
+        for (uint32_t j = 0; j < cols; j++)
+            mx = fmaxf(mx, fabsf(w[r * cols + j]));
+        float s = mx > 0 ? mx / 127.0f : 1.0f;
+        scale[r] = s;
+        for (uint32_t j = 0; j < cols; j++) {
+            long v = lrintf(w[r * cols + j] / s);
+            if (v > 127) v = 127;
+            if (v < -127) v = -127;
+            q[r * cols + j] = (int8_t)v;
+        }
+    }
 }
 
 static void finish_version(sb_nlu_model_t *m);
@@ -856,7 +1296,8 @@ sb_result_t sb_nlu_train(sb_nlu_model_t **out, const sb_nlu_dataset_t *train,
     sb_nlu_work_t *w = sb_nlu_work_create();
     counter_t counts = {0}, rowmap = {0};
     csr_t x = {0}, xv = {0}, xo = {0};
-    float *W = NULL, *z = NULL, *vlog = NULL;
+    float *W = NULL, *z = NULL, *vlog = NULL, *kdv = NULL, *Eall = NULL, *b1all = NULL,
+          *W2all = NULL;
     uint32_t *keys = NULL;
     int *vmap = NULL;
     scored_t *sc = NULL;
@@ -940,19 +1381,55 @@ sb_result_t sb_nlu_train(sb_nlu_model_t **out, const sb_nlu_dataset_t *train,
     z = sb_xmalloc(L * sizeof *z);
     float bias[SB_NLU_MAX_LABELS] = {0};
     uint32_t members = opts->ensemble > 0 ? opts->ensemble : 1;
-    if (members > 1) {
-        float *Wk = sb_xmalloc((nw ? nw : 1) * sizeof *Wk);
+    /* the members' hidden layers side by side: concatenating them, with W2 divided by the
+     * member count, averages their logits exactly like averaging the linear weights does */
+    const uint32_t Hm = opts->hidden, Ht = Hm * members;
+    if (Ht) {
+        Eall = sb_xcalloc(nkeys > 0 ? nkeys * Ht : 1, sizeof *Eall);
+        b1all = sb_xcalloc(Ht, sizeof *b1all);
+        W2all = sb_xcalloc((size_t)Ht * L, sizeof *W2all);
+    }
+    {
+        float *Wk = members > 1 ? sb_xmalloc((nw ? nw : 1) * sizeof *Wk) : W;
         float bk[SB_NLU_MAX_LABELS];
+        hid_part_t hp = {.H = Hm};
+        if (Hm) {
+            hp.E = sb_xmalloc((nkeys > 0 ? nkeys * Hm : 1) * sizeof *hp.E);
+            hp.b1 = sb_xmalloc(Hm * sizeof *hp.b1);
+            hp.W2 = sb_xmalloc((size_t)Hm * L * sizeof *hp.W2);
+        }
         for (uint32_t k = 0; k < members; k++) {
-            train_member(&x, L, nkeys, opts, opts->seed + k * 0x9e3779b97f4a7c15ull, Wk, bk);
-            for (size_t q = 0; q < nw; q++)
-                W[q] += Wk[q] / (float)members;
+            train_member(&x, L, nkeys, opts, opts->seed + k * 0x9e3779b97f4a7c15ull, Wk, bk,
+                         Hm ? &hp : NULL);
+            if (members > 1)
+                for (size_t q = 0; q < nw; q++)
+                    W[q] += Wk[q] / (float)members;
             for (uint32_t j = 0; j < L; j++)
                 bias[j] += bk[j] / (float)members;
+            for (size_t r = 0; Hm && r < nkeys; r++)
+                memcpy(Eall + r * Ht + (size_t)k * Hm, hp.E + r * Hm, Hm * sizeof *hp.E);
+            for (uint32_t q = 0; q < Hm; q++) {
+                b1all[k * Hm + q] = hp.b1[q];
+                for (uint32_t j = 0; j < L; j++)
+                    W2all[((size_t)k * Hm + q) * L + j] = hp.W2[(size_t)q * L + j] / (float)members;
+            }
         }
-        free(Wk);
-    } else {
-        train_member(&x, L, nkeys, opts, opts->seed, W, bias);
+        if (Wk != W) free(Wk);
+        free(hp.E);
+        free(hp.b1);
+        free(hp.W2);
+    }
+
+    /* logit adjustment: intents with fewer examples are not penalized for it */
+    if (opts->prior_tau > 0) {
+        double cnt[SB_NLU_MAX_LABELS] = {0}, tot = 0, mean = 0;
+        for (size_t i = 0; i < train->n; i++)
+            cnt[train->ex[i].label] += 1;
+        tot = (double)train->n;
+        for (uint32_t j = 0; j < L; j++)
+            mean += log((cnt[j] + 1) / (tot + L)) / L;
+        for (uint32_t j = 0; j < L; j++)
+            bias[j] -= (float)(opts->prior_tau * (log((cnt[j] + 1) / (tot + L)) - mean));
     }
 
     /* 4. the model */
@@ -976,26 +1453,31 @@ sb_result_t sb_nlu_train(sb_nlu_model_t **out, const sb_nlu_dataset_t *train,
     if (m->quant) {
         m->scale = sb_xmalloc((nkeys ? nkeys : 1) * sizeof *m->scale);
         m->wq = sb_xmalloc(nw ? nw : 1);
-        for (size_t r = 0; r < nkeys; r++) {
-            float mx = 0;
-            for (uint32_t j = 0; j < L; j++)
-                mx = fmaxf(mx, fabsf(W[r * L + j]));
-            float s = mx > 0 ? mx / 127.0f : 1.0f;
-            m->scale[r] = s;
-            for (uint32_t j = 0; j < L; j++) {
-                long q = lrintf(W[r * L + j] / s);
-                if (q > 127) q = 127;
-                if (q < -127) q = -127;
-                m->wq[r * L + j] = (int8_t)q;
-            }
-        }
+        quantize_rows(W, nkeys, L, m->wq, m->scale);
         free(W);
         W = NULL;
     } else {
         m->wf = W;
         W = NULL;
     }
+    m->hidden = opts->hidden * members;
+    if (m->hidden) {
+        const uint32_t H = m->hidden;
+        m->b1 = b1all;
+        b1all = NULL;
+        m->w2 = W2all;
+        W2all = NULL;
+        if (m->quant) {
+            m->escale = sb_xmalloc((nkeys ? nkeys : 1) * sizeof *m->escale);
+            m->eq = sb_xmalloc(nkeys > 0 ? nkeys * H : 1);
+            quantize_rows(Eall, nkeys, H, m->eq, m->escale);
+        } else {
+            m->ef = Eall;
+            Eall = NULL;
+        }
+    }
     build_table(m);
+    knn_build(m, train, opts, li, w);
 
     /* 5. calibration and threshold on validation (scored with the final, maybe quantized,
      * model, exactly as it will predict) */
@@ -1011,12 +1493,14 @@ sb_result_t sb_nlu_train(sb_nlu_model_t **out, const sb_nlu_dataset_t *train,
         size_t no = opts->oos_val && nv > 0 ? opts->oos_val->n : 0;
         /* logits of the in-scope rows, then of the out-of-scope rows (gold = L) */
         vlog = sb_xmalloc((nv + no ? nv + no : 1) * L * sizeof *vlog);
+        kdv = sb_xmalloc((nv + no ? nv + no : 1) * L * sizeof *kdv);
         uint32_t *gold = sb_xmalloc((nv + no ? nv + no : 1) * sizeof *gold);
         size_t k = 0, correct = 0;
         for (size_t i = 0; i < opts->val->n; i++) {
             int lab = vmap[opts->val->ex[i].label];
             if (lab < 0) continue;
             text_logits(m, li, w, opts->val->ex[i].text, vlog + k * L);
+            if (!knn_vote(m, w, kdv + k * L)) kdv[k * L] = NAN;
             gold[k] = (uint32_t)lab;
             uint32_t am = 0;
             for (uint32_t j = 1; j < L; j++)
@@ -1026,6 +1510,7 @@ sb_result_t sb_nlu_train(sb_nlu_model_t **out, const sb_nlu_dataset_t *train,
         }
         for (size_t i = 0; i < no; i++) {
             text_logits(m, li, w, opts->oos_val->ex[i].text, vlog + k * L);
+            if (!knn_vote(m, w, kdv + k * L)) kdv[k * L] = NAN;
             gold[k++] = L;
         }
         if (nv > 0) {
@@ -1033,31 +1518,69 @@ sb_result_t sb_nlu_train(sb_nlu_model_t **out, const sb_nlu_dataset_t *train,
             if (opts->calibrate) m->temperature = fit_temperature(vlog, gold, nv, L);
         }
         n_in = nv;
-        if (no > 0) {
+        n_oos = no;
+        sc = sb_xmalloc((n_in + n_oos ? n_in + n_oos : 1) * sizeof *sc);
+        /* The example memory's share of the vote is chosen here too (0 drops the memory):
+         * it helps where intents are told apart by near-paraphrases, and may blur the line
+         * between in-scope and out-of-scope questions. */
+        static const float kgrid[] = {0.0f, 0.15f, 0.3f, 0.45f};
+        size_t nk = m->knn_n && opts->calibrate ? sizeof kgrid / sizeof kgrid[0] : 1;
+        float best_sm = -1, best_obj = -1, best_t = m->temperature, best_th = m->threshold;
+        float best_a = m->knn_n ? (nk > 1 ? 0.0f : m->knn_weight) : 0.0f;
+        for (size_t kg = 0; kg < nk; kg++) {
+            if (m->knn_n) m->knn_weight = nk > 1 ? kgrid[kg] : m->knn_weight;
+            if (no == 0) {
+                /* no out-of-scope validation: the share with the best accuracy */
+                score_rows(m, vlog, kdv, gold, nv, 0, m->temperature, z, sc);
+                size_t right = 0;
+                for (size_t i = 0; i < nv; i++)
+                    right += sc[i].correct == 1;
+                float acc = nv ? (float)right / (float)nv : 0;
+                if (opts->verbose)
+                    fprintf(stderr, "memory share %.2f: validation accuracy %.4f\n",
+                            (double)m->knn_weight, (double)acc);
+                if (acc > best_sm + 1e-6f) {
+                    best_sm = acc;
+                    best_a = m->knn_weight;
+                }
+                continue;
+            }
             /* The temperature changes which messages look unsure (a low one looks only at the
              * two best intents, a higher one at the whole distribution), so with out-of-scope
              * validation it is chosen together with the threshold, for the best objective. */
-            n_oos = no;
-            sc = sb_xmalloc((n_in + n_oos) * sizeof *sc);
             static const float grid[] = {0.0f, 0.5f, 0.75f, 1.0f, 1.25f, 1.5f, 2.0f, 3.0f};
-            float best_sm = -1, best_obj = -1, best_t = m->temperature, best_th = 0;
             for (size_t g = 0; g < sizeof grid / sizeof grid[0]; g++) {
                 float t = grid[g] > 0 ? grid[g] : m->temperature;
                 if (!opts->calibrate && g > 0) break;
                 float ob, sm;
-                score_rows(m, vlog, gold, nv, no, t, z, sc);
+                score_rows(m, vlog, kdv, gold, nv, no, t, z, sc);
                 float th = choose_threshold(sc, n_in, n_oos, &ob, &sm);
+                if (opts->verbose)
+                    fprintf(stderr,
+                            "memory share %.2f temperature %.2f: threshold %.4f objective %.4f "
+                            "smoothed %.4f\n",
+                            (double)m->knn_weight, (double)t, (double)th, (double)ob, (double)sm);
                 if (sm > best_sm + 1e-6f) {
                     best_sm = sm;
                     best_obj = ob;
                     best_t = t;
                     best_th = th;
+                    best_a = m->knn_weight;
                 }
             }
-            m->temperature = best_t;
-            m->threshold = best_th;
-            objective = best_obj;
         }
+        if (m->knn_n) m->knn_weight = best_a;
+        if (no > 0) {
+            /* ~100 out-of-scope questions make the best cut a noisy estimate: the threshold
+             * is the median of the cuts chosen on bootstrap resamples of the validation rows
+             * (bagging), which moves much less from one seed or sample to the next */
+            m->temperature = best_t;
+            score_rows(m, vlog, kdv, gold, nv, no, best_t, z, sc);
+            m->threshold = bagged_threshold(sc, n_in, n_oos, opts->seed, best_th);
+            objective = objective_at(sc, n_in, n_oos, m->threshold);
+            (void)best_obj;
+        }
+        if (m->knn_n && m->knn_weight <= 0) knn_drop(m);
         free(gold);
     }
     finish_version(m);
@@ -1070,6 +1593,7 @@ sb_result_t sb_nlu_train(sb_nlu_model_t **out, const sb_nlu_dataset_t *train,
         report->threshold = m->threshold;
         report->val_accuracy = val_acc;
         report->val_objective = objective;
+        report->knn_weight = m->knn_n ? m->knn_weight : 0.0f;
         report->seconds = (double)(sb_mono_ns() - t0) / 1e9;
     }
     *out = m;
@@ -1089,6 +1613,10 @@ done:
     free(vmap);
     free(sc);
     free(idf);
+    free(kdv);
+    free(Eall);
+    free(b1all);
+    free(W2all);
     sb_nlu_langid_destroy(li);
     return rc;
 }
@@ -1128,6 +1656,12 @@ static void serialize_body(const sb_nlu_model_t *m, sb_buf_t *b)
     put_u32(b, m->nlabels);
     put_u32(b, m->nrows);
     put_u32(b, m->quant ? 1u : 0u);
+    put_u32(b, m->hidden);
+    put_u32(b, m->knn_n);
+    put_u32(b, m->knn_nkeys);
+    put_u32(b, m->knn_npost);
+    put_u32(b, m->knn_k);
+    put_f32(b, m->knn_weight);
     put_f32(b, m->temperature);
     put_f32(b, m->threshold);
     for (uint32_t j = 0; j < m->nlabels; j++) {
@@ -1153,6 +1687,42 @@ static void serialize_body(const sb_nlu_model_t *m, sb_buf_t *b)
         for (size_t i = 0; i < nw; i++)
             put_f32(b, m->wf[i]);
     }
+    if (m->hidden) {
+        size_t ne = (size_t)m->nrows * m->hidden;
+        for (uint32_t q = 0; q < m->hidden; q++)
+            put_f32(b, m->b1[q]);
+        for (size_t i = 0; i < (size_t)m->hidden * m->nlabels; i++)
+            put_f32(b, m->w2[i]);
+        if (m->quant) {
+            for (uint32_t r = 0; r < m->nrows; r++)
+                put_f32(b, m->escale[r]);
+            sb_buf_append(b, m->eq, ne);
+        } else {
+            for (size_t i = 0; i < ne; i++)
+                put_f32(b, m->ef[i]);
+        }
+    }
+    if (m->knn_n) {
+        for (uint32_t i = 0; i < m->knn_n; i++)
+            put_u32(b, m->knn_label[i]);
+        for (uint32_t k = 0; k < m->knn_nkeys; k++)
+            put_u32(b, m->knn_rows[k]);
+        for (uint32_t k = 0; k < m->knn_nkeys; k++)
+            put_f32(b, m->knn_idf[k]);
+        for (uint32_t k = 0; k <= m->knn_nkeys; k++)
+            put_u32(b, m->knn_off[k]);
+        for (uint32_t p = 0; p < m->knn_npost; p++)
+            put_u32(b, m->knn_ex[p]);
+        for (uint32_t p = 0; p < m->knn_npost; p++)
+            put_f32(b, m->knn_val[p]);
+    }
+}
+
+void sb_nlu_model_set_calibration(sb_nlu_model_t *m, float temperature, float threshold)
+{
+    m->temperature = temperature;
+    m->threshold = threshold;
+    finish_version(m);
 }
 
 static void finish_version(sb_nlu_model_t *m)
@@ -1269,7 +1839,7 @@ sb_result_t sb_nlu_model_parse(sb_nlu_model_t **out, const uint8_t *data, size_t
     }
     rd_t r = {.p = data, .n = len - 8, .off = 8};
     uint32_t fmt = get_u32(&r);
-    if (fmt != MODEL_FORMAT) {
+    if (fmt != MODEL_FORMAT && fmt != 1) {
         nlu_errf(err, errlen, "unsupported model format version %u (this build reads %u)", fmt,
                  MODEL_FORMAT);
         goto done;
@@ -1286,12 +1856,24 @@ sb_result_t sb_nlu_model_parse(sb_nlu_model_t **out, const uint8_t *data, size_t
     m->feat.char_weight = get_f32(&r);
     m->feat.bigram_weight = get_f32(&r);
     uint32_t L = get_u32(&r), R = get_u32(&r), quant = get_u32(&r);
+    uint32_t H = fmt >= 2 ? get_u32(&r) : 0;
+    uint32_t KN = 0, KK = 0, KP = 0, Kk = 0;
+    float Kw = 0;
+    if (fmt >= 2) {
+        KN = get_u32(&r);
+        KK = get_u32(&r);
+        KP = get_u32(&r);
+        Kk = get_u32(&r);
+        Kw = get_f32(&r);
+    }
     m->temperature = get_f32(&r);
     m->threshold = get_f32(&r);
     if (r.bad || m->feat.hash_bits < 16 || m->feat.hash_bits > 30 || m->feat.char_max > 6 ||
         (m->feat.char_max > 0 && (m->feat.char_min < 1 || m->feat.char_min > m->feat.char_max)) ||
         (flags & ~15u) || !isfinite(m->feat.char_weight) || !isfinite(m->feat.bigram_weight) ||
-        L == 0 || L > SB_NLU_MAX_LABELS || R > SB_NLU_MAX_ROWS || quant > 1 ||
+        L == 0 || L > SB_NLU_MAX_LABELS || R > SB_NLU_MAX_ROWS || quant > 1 || H > MAX_HIDDEN ||
+        KN > SB_NLU_MAX_EXAMPLES || KK > R || KP > (uint64_t)KN * 1024 || Kk > 64 ||
+        (KN > 0 && Kk == 0) || !(Kw >= 0.0f && Kw <= 1.0f) ||
         !(m->temperature > 0.0f && m->temperature < 1e6f) ||
         !(m->threshold >= 0.0f && m->threshold <= 1.0f)) {
         nlu_errf(err, errlen, "model header out of bounds");
@@ -1316,6 +1898,9 @@ sb_result_t sb_nlu_model_parse(sb_nlu_model_t **out, const uint8_t *data, size_t
     size_t nw = (size_t)R * L;
     size_t need = (size_t)L * 4 + (size_t)R * 4 + (quant ? (size_t)R * 4 + nw : nw * 4) +
                   (m->feat.idf ? 4 + (size_t)R * 4 : 0);
+    size_t ne = (size_t)R * H;
+    if (H) need += (size_t)H * 4 + (size_t)H * L * 4 + (quant ? (size_t)R * 4 + ne : ne * 4);
+    if (KN) need += (size_t)KN * 4 + (size_t)KK * 8 + ((size_t)KK + 1) * 4 + (size_t)KP * 8;
     if (r.n - r.off != need) {
         nlu_errf(err, errlen, "model size does not match its header");
         goto done;
@@ -1366,11 +1951,85 @@ sb_result_t sb_nlu_model_parse(sb_nlu_model_t **out, const uint8_t *data, size_t
             finite = finite && isfinite(m->wf[i]);
         }
     }
+    m->hidden = H;
+    if (H) {
+        m->b1 = sb_xmalloc(H * sizeof *m->b1);
+        for (uint32_t q = 0; q < H; q++) {
+            m->b1[q] = get_f32(&r);
+            finite = finite && isfinite(m->b1[q]);
+        }
+        m->w2 = sb_xmalloc((size_t)H * L * sizeof *m->w2);
+        for (size_t i = 0; i < (size_t)H * L; i++) {
+            m->w2[i] = get_f32(&r);
+            finite = finite && isfinite(m->w2[i]);
+        }
+        if (quant) {
+            m->escale = sb_xmalloc((R ? R : 1) * sizeof *m->escale);
+            for (uint32_t i = 0; i < R; i++) {
+                m->escale[i] = get_f32(&r);
+                finite = finite && isfinite(m->escale[i]);
+            }
+            m->eq = sb_xmalloc(ne ? ne : 1);
+            const uint8_t *src = get_bytes(&r, ne);
+            if (src) memcpy(m->eq, src, ne);
+        } else {
+            m->ef = sb_xmalloc((ne ? ne : 1) * sizeof *m->ef);
+            for (size_t i = 0; i < ne; i++) {
+                m->ef[i] = get_f32(&r);
+                finite = finite && isfinite(m->ef[i]);
+            }
+        }
+    }
+    if (KN) {
+        /* every index is checked here so that prediction can trust them */
+        bool ok = true;
+        m->knn_label = sb_xmalloc((size_t)KN * sizeof *m->knn_label);
+        for (uint32_t i = 0; i < KN; i++) {
+            m->knn_label[i] = get_u32(&r);
+            ok = ok && m->knn_label[i] < L;
+        }
+        m->knn_rows = sb_xmalloc((KK ? KK : 1) * sizeof *m->knn_rows);
+        for (uint32_t k = 0; k < KK; k++) {
+            m->knn_rows[k] = get_u32(&r);
+            ok = ok && m->knn_rows[k] < R && (k == 0 || m->knn_rows[k] > m->knn_rows[k - 1]);
+        }
+        m->knn_idf = sb_xmalloc((KK ? KK : 1) * sizeof *m->knn_idf);
+        for (uint32_t k = 0; k < KK; k++) {
+            m->knn_idf[k] = get_f32(&r);
+            ok = ok && m->knn_idf[k] > 0.0f && m->knn_idf[k] < 1e6f;
+        }
+        m->knn_off = sb_xmalloc(((size_t)KK + 1) * sizeof *m->knn_off);
+        for (uint32_t k = 0; k <= KK; k++) {
+            m->knn_off[k] = get_u32(&r);
+            ok = ok && (k == 0 ? m->knn_off[0] == 0 : m->knn_off[k] >= m->knn_off[k - 1]);
+        }
+        ok = ok && m->knn_off[KK] == KP;
+        m->knn_ex = sb_xmalloc((KP ? KP : 1) * sizeof *m->knn_ex);
+        for (uint32_t p = 0; p < KP; p++) {
+            m->knn_ex[p] = get_u32(&r);
+            ok = ok && m->knn_ex[p] < KN;
+        }
+        m->knn_val = sb_xmalloc((KP ? KP : 1) * sizeof *m->knn_val);
+        for (uint32_t p = 0; p < KP; p++) {
+            m->knn_val[p] = get_f32(&r);
+            ok = ok && m->knn_val[p] > 0.0f && m->knn_val[p] <= 1.0001f;
+        }
+        if (!ok) {
+            nlu_errf(err, errlen, "model example memory invalid");
+            goto done;
+        }
+        m->knn_n = KN;
+        m->knn_nkeys = KK;
+        m->knn_npost = KP;
+        m->knn_k = Kk;
+        m->knn_weight = Kw;
+    }
     if (r.bad || !finite) {
         nlu_errf(err, errlen, "model weights invalid");
         goto done;
     }
     build_table(m);
+    if (m->knn_n) knn_build_slots(m);
     snprintf(m->version, sizeof m->version, "%016llx", (unsigned long long)have);
     *out = m;
     m = NULL;

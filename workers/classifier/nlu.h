@@ -133,6 +133,11 @@ SB_MUST_CHECK sb_result_t sb_nlu_dataset_load(sb_nlu_dataset_t *ds, const char *
  * SB_E_TOO_LARGE when a bound is exceeded. */
 SB_MUST_CHECK sb_result_t sb_nlu_dataset_add(sb_nlu_dataset_t *ds, const char *text,
                                              size_t text_len, const char *label);
+/* Splits ds into train and val (both zero-initialised here; the caller frees them): per
+ * intent, round(frac * count) examples drawn with seed go to val (at least one when frac > 0),
+ * except that intents with fewer than 5 examples stay whole in train. Order is kept. */
+void sb_nlu_dataset_split(const sb_nlu_dataset_t *ds, float frac, uint64_t seed,
+                          sb_nlu_dataset_t *train, sb_nlu_dataset_t *val);
 /* Index of label in ds, or -1. */
 int sb_nlu_dataset_label(const sb_nlu_dataset_t *ds, const char *label);
 void sb_nlu_dataset_free(sb_nlu_dataset_t *ds);
@@ -162,6 +167,16 @@ typedef struct sb_nlu_train_opts {
     float oos_weight;                  /* weight of each oos_train example (default 1) */
     float dropout;                     /* probability of dropping a feature in a step */
     uint32_t ensemble;                 /* members trained with different seeds, averaged */
+    uint32_t hidden;                   /* hidden units per member beside the linear part
+                                          (0 = linear only) */
+    float hidden_lr;                   /* AdaGrad rate of the hidden part (0 = lr) */
+    float hidden_init;                 /* embeddings start uniform in ±hidden_init */
+    uint32_t knn_k;                    /* neighbours in the example memory's vote */
+    float knn_weight;                  /* share of that vote in the probabilities (0 = no
+                                          memory stored) */
+    float prior_tau;                   /* biases lose prior_tau · log(intent frequency in
+                                          training): how many examples someone wrote for an
+                                          intent should not decide how often it wins */
     bool verbose;                      /* progress lines on stderr */
 } sb_nlu_train_opts_t;
 
@@ -172,6 +187,7 @@ typedef struct sb_nlu_train_report {
     float temperature, threshold;
     float val_accuracy;  /* argmax accuracy on val, -1 when no val */
     float val_objective; /* (in-scope acc + oos recall) / 2 at the threshold, -1 if n/a */
+    float knn_weight;    /* the example memory's share chosen on validation (0: none kept) */
     double seconds;
 } sb_nlu_train_report_t;
 
@@ -180,6 +196,10 @@ typedef struct sb_nlu_train_report {
 SB_MUST_CHECK sb_result_t sb_nlu_train(sb_nlu_model_t **out, const sb_nlu_dataset_t *train,
                                        const sb_nlu_train_opts_t *opts,
                                        sb_nlu_train_report_t *report, char *err, size_t errlen);
+
+/* Replaces the stored temperature and threshold (e.g. chosen on a carved-out validation set
+ * before the model was refit on all the data); the version changes with them. */
+void sb_nlu_model_set_calibration(sb_nlu_model_t *m, float temperature, float threshold);
 
 /* Writes the model to path atomically (temporary file + rename). */
 SB_MUST_CHECK sb_result_t sb_nlu_model_save(const sb_nlu_model_t *m, const char *path, char *err,

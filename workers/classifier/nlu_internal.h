@@ -30,6 +30,15 @@ struct sb_nlu_work {
     size_t nf, fcap;
     float *scores; /* per-label scratch for prediction */
     size_t scores_cap;
+    float *hidden; /* hidden-layer scratch (model.c): 2 * units floats */
+    size_t hidden_cap;
+    uint32_t *wb; /* word unigram and bigram buckets (nlu_word_buckets) */
+    size_t wb_cap;
+    float *knn_sims; /* similarity to each remembered example, zero between calls */
+    uint32_t *knn_touched;
+    size_t knn_cap;
+    float *knn_kd; /* neighbour vote per label */
+    size_t knn_kd_cap;
     void *textcat_fp; /* libexttextcat fingerprint of the text (langid.c) */
     struct sb_stemmer *stemmers[NLU_NLANGS];
     bool stemmer_tried[NLU_NLANGS];
@@ -37,6 +46,13 @@ struct sb_nlu_work {
 
 /* Ensures w->scores holds n floats and returns it. */
 float *nlu_work_scores(sb_nlu_work_t *w, size_t n);
+/* The buckets of the word unigrams and bigrams (as sb_nlu_work_featurize hashes them) of the
+ * last tokenize call: *out (owned by w) receives them, possibly repeated. Returns the count. */
+size_t nlu_word_buckets(sb_nlu_work_t *w, const sb_nlu_featcfg_t *cfg, uint32_t **out);
+/* Ensures w->hidden holds 2 * n floats and returns it. */
+float *nlu_work_hidden(sb_nlu_work_t *w, size_t n);
+/* Number of entries loaded from the sentiment lexicon of lang (en, nl, fr; else 0). */
+size_t nlu_sentiment_lexicon_size(const char *lang);
 /* Frees the language-id scratch of w (langid.c). */
 void nlu_langid_work_free(sb_nlu_work_t *w);
 

@@ -1,15 +1,26 @@
-/* Sentiment floor for en, nl and fr: a small hand-written lexicon (scores -3..3) with
- * negation, intensifiers and contrast, over the tokens of the tokenizer (case-folded, accents
- * stripped). A word preceded within three tokens by a negator ("not", "niet", "pas", "jamais")
- * is flipped and dampened (×-0.74, as in VADER), so "not bad", "niet slecht" and "pas mal"
- * come out positive; an intensifier just before scales it (×1.3); after "but"/"maar"/"mais"
- * words count 1.5× and before it 0.5×. The sum s is squashed to s / sqrt(s² + 15) in (-1, 1).
- * Issue 3 replaces the word list with converted AFINN / CLiPS lexicons; the rules stay. */
+/* Sentiment for en, nl and fr: published lexicons (AFINN-165 for English, the CLiPS Pattern
+ * lexicons for Dutch and French; data/lexicons/ TSV files, made by scripts/convert-lexicons and
+ * compiled into the binary) with negation, intensifiers and contrast, over the tokens of the
+ * tokenizer (case-folded, accents stripped).
+ *
+ * A word's score is looked up first in the hand-written list below (negators, intensifiers,
+ * contrast words, emoji, and customer-service words whose general-purpose rating is wrong
+ * here: "help" and "please" are neutral in a support chat, "nul" is harsh in French), then in
+ * the lexicon of the message's language (polarity × 4, so AFINN's ±5 → ±4 and Pattern's ±1
+ * → ±4); a Pattern modifier with no polarity of its own and an intensity ≥ 1.3 ("heel",
+ * "très") is an intensifier. A word preceded within three tokens by a negator ("not",
+ * "niet", "pas", "jamais") is flipped and dampened (×-0.74, as in VADER), so "not bad",
+ * "niet slecht" and "pas mal" come out positive; an intensifier just before scales it; after
+ * "but"/"maar"/"mais" words count 1.5× and before it 0.5×. The sum s is squashed to
+ * s / sqrt(s² + 15) in (-1, 1). Languages other than en, nl and fr use all three. */
 #include <math.h>
 #include <pthread.h>
 #include <string.h>
 
+#include <stdlib.h>
+
 #include "lexicon.h"
+#include "sb/util.h"
 
 #define L_EN (1u << NLU_LANG_EN)
 #define L_NL (1u << NLU_LANG_NL)
@@ -158,6 +169,21 @@ static const nlu_lex_entry_t words[] = {
     {"incompetent", -3, L_EN},
     {"sorry", -1, L_EN},
     {"never", 0, L_EN | K_NEG},
+    /* neutral in a support chat, whatever AFINN says */
+    {"help", 0, L_EN},
+    {"helps", 0, L_EN},
+    {"please", 0, L_EN},
+    {"support", 0, L_EN},
+    {"care", 0, L_EN},
+    {"yes", 0, L_EN},
+    {"want", 0, L_EN},
+    {"wants", 0, L_EN},
+    {"sure", 0, L_EN},
+    {"ok", 0, L_EN},
+    {"okay", 0, L_EN},
+    {"question", 0, L_EN},
+    {"charged", -1, L_EN},
+    {"cancel", 0, L_EN},
     /* Dutch */
     {"goed", 2, L_NL},
     {"geweldig", 3, L_NL},
@@ -305,12 +331,97 @@ static const nlu_lex_entry_t words[] = {
     {"\xf0\x9f\x98\xa4", -2, L_ALL},
 };
 
-static nlu_lex_t lex;
+/* The compiled-in lexicon files (lexicons_data.c, generated from data/lexicons). */
+extern const unsigned char nlu_lexicon_en[], nlu_lexicon_nl[], nlu_lexicon_fr[];
+extern const size_t nlu_lexicon_en_len, nlu_lexicon_nl_len, nlu_lexicon_fr_len;
+
+#define LEX_SCALE 4.0f
+
+static nlu_lex_t lex;         /* the hand-written list */
+static nlu_lex_t lang_lex[3]; /* en, nl, fr lexicons */
+static nlu_lex_entry_t *lang_entries[3];
+static size_t lang_count[3];
 static pthread_once_t lex_once = PTHREAD_ONCE_INIT;
+
+/* Parses one lexicon file (word<TAB>polarity<TAB>intensity, '#' comments) into entries whose
+ * words are normalized like message tokens; multi-word entries are left out (negation and
+ * intensifiers cover "not good"). */
+static void load_lexicon(int li, const unsigned char *data, size_t len, sb_nlu_work_t *w)
+{
+    size_t cap = 1024, n = 0;
+    nlu_lex_entry_t *e = sb_xmalloc(cap * sizeof *e);
+    const char *p = (const char *)data, *end = p + len;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *le = nl ? nl : end;
+        const char *t1 = memchr(p, '\t', (size_t)(le - p));
+        if (*p != '#' && t1 && t1 > p) {
+            char num[32];
+            const char *t2 = memchr(t1 + 1, '\t', (size_t)(le - t1 - 1));
+            size_t pl = (size_t)((t2 ? t2 : le) - t1 - 1);
+            float pol = 0, inten = 1;
+            if (pl < sizeof num) {
+                memcpy(num, t1 + 1, pl);
+                num[pl] = '\0';
+                pol = strtof(num, NULL);
+            }
+            if (t2 && (size_t)(le - t2 - 1) < sizeof num) {
+                memcpy(num, t2 + 1, (size_t)(le - t2 - 1));
+                num[le - t2 - 1] = '\0';
+                inten = strtof(num, NULL);
+            }
+            const sb_nlu_token_t *toks;
+            size_t nt = sb_nlu_work_tokenize(w, p, (size_t)(t1 - p), true, &toks);
+            if (nt == 1 && toks[0].kind == SB_NLU_TOK_WORD && isfinite(pol) && isfinite(inten)) {
+                if (n == cap) {
+                    cap *= 2;
+                    e = sb_xrealloc(e, cap * sizeof *e);
+                }
+                uint32_t flags = 1u << li;
+                float v = pol * LEX_SCALE;
+                if (fabsf(pol) <= 0.15f && inten >= 1.3f) {
+                    /* a modifier: "heel" (1.7), "très" (2.0) → ×1.35, ×1.5 */
+                    flags |= K_INT;
+                    v = fminf(1.0f + (inten - 1.0f) * 0.5f, 1.5f);
+                }
+                e[n++] = (nlu_lex_entry_t){sb_xstrndup(toks[0].s, toks[0].len), v, flags};
+            }
+        }
+        p = nl ? nl + 1 : end;
+    }
+    lang_entries[li] = e;
+    lang_count[li] = n;
+    nlu_lex_build(&lang_lex[li], e, n);
+}
 
 static void lex_init(void)
 {
     nlu_lex_build(&lex, words, sizeof words / sizeof words[0]);
+    sb_nlu_work_t *w = sb_nlu_work_create();
+    load_lexicon(NLU_LANG_EN, nlu_lexicon_en, nlu_lexicon_en_len, w);
+    load_lexicon(NLU_LANG_NL, nlu_lexicon_nl, nlu_lexicon_nl_len, w);
+    load_lexicon(NLU_LANG_FR, nlu_lexicon_fr, nlu_lexicon_fr_len, w);
+    sb_nlu_work_destroy(w);
+}
+
+size_t nlu_sentiment_lexicon_size(const char *lang)
+{
+    pthread_once(&lex_once, lex_init);
+    int li = nlu_lang_index(lang);
+    return li >= 0 && li <= NLU_LANG_FR ? lang_count[li] : 0;
+}
+
+/* The entry for token t: the hand-written list (for the languages in mask), then the
+ * lexicon of the language li (-1: each of en, nl, fr in turn). */
+static const nlu_lex_entry_t *find(const sb_nlu_token_t *t, uint32_t mask, int li)
+{
+    const nlu_lex_entry_t *e = nlu_lex_find(&lex, t->s, t->len);
+    if (e && (e->flags & mask)) return e;
+    if (t->kind != SB_NLU_TOK_WORD) return NULL;
+    if (li >= 0) return nlu_lex_find(&lang_lex[li], t->s, t->len);
+    for (int l = 0; l <= NLU_LANG_FR; l++)
+        if ((e = nlu_lex_find(&lang_lex[l], t->s, t->len))) return e;
+    return NULL;
 }
 
 float sb_nlu_sentiment(sb_nlu_work_t *w, const char *lang)
@@ -318,6 +429,7 @@ float sb_nlu_sentiment(sb_nlu_work_t *w, const char *lang)
     pthread_once(&lex_once, lex_init);
     int li = nlu_lang_index(lang);
     uint32_t mask = (li >= 0 && li <= NLU_LANG_FR) ? (1u << li) : L_ALL;
+    if (li > NLU_LANG_FR) li = -1;
     double sum = 0;
     int neg_left = 0;      /* tokens left in the current negation scope */
     double int_mult = 1.0; /* pending intensifier */
@@ -325,8 +437,8 @@ float sb_nlu_sentiment(sb_nlu_work_t *w, const char *lang)
     bool but_seen = false;
     for (size_t i = 0; i < w->ntoks; i++) {
         const sb_nlu_token_t *t = &w->toks[i];
-        const nlu_lex_entry_t *e = nlu_lex_find(&lex, t->s, t->len);
-        if (!e || !(e->flags & mask)) {
+        const nlu_lex_entry_t *e = find(t, mask, li);
+        if (!e) {
             if (neg_left > 0) neg_left--;
             int_mult = 1.0;
             continue;

@@ -88,6 +88,11 @@ void sb_nlu_work_destroy(sb_nlu_work_t *w)
     free(w->fvals);
     free(w->frows);
     free(w->scores);
+    free(w->hidden);
+    free(w->wb);
+    free(w->knn_sims);
+    free(w->knn_touched);
+    free(w->knn_kd);
     free(w);
 }
 
@@ -98,6 +103,15 @@ float *nlu_work_scores(sb_nlu_work_t *w, size_t n)
         w->scores_cap = n;
     }
     return w->scores;
+}
+
+float *nlu_work_hidden(sb_nlu_work_t *w, size_t n)
+{
+    if (w->hidden_cap < 2 * n) {
+        w->hidden = sb_xrealloc(w->hidden, 2 * n * sizeof *w->hidden);
+        w->hidden_cap = 2 * n;
+    }
+    return w->hidden;
 }
 
 void sb_nlu_featcfg_default(sb_nlu_featcfg_t *cfg)
@@ -517,6 +531,34 @@ static struct sb_stemmer *stemmer_for(sb_nlu_work_t *w, const char *lang)
         w->stemmers[li] = sb_stemmer_new(stemmer_names[li], "UTF_8");
     }
     return w->stemmers[li];
+}
+
+size_t nlu_word_buckets(sb_nlu_work_t *w, const sb_nlu_featcfg_t *cfg, uint32_t **out)
+{
+    uint32_t mask = cfg->hash_bits >= 32 ? 0xffffffffu : ((1u << cfg->hash_bits) - 1u);
+    size_t need = 2 * w->ntoks + 2;
+    if (w->wb_cap < need) {
+        w->wb_cap = need;
+        w->wb = sb_xrealloc(w->wb, need * sizeof *w->wb);
+    }
+    size_t n = 0;
+    uint32_t prev = sb_nlu_hash("<s>", 3, SEED_WORD);
+    for (size_t i = 0; i < w->ntoks; i++) {
+        const sb_nlu_token_t *t = &w->toks[i];
+        uint32_t h = sb_nlu_hash(t->s, t->len, SEED_WORD);
+        w->wb[n++] = nlu_mix32(h) & mask;
+        if (cfg->word_bigrams) {
+            uint32_t pair[2] = {prev, h};
+            w->wb[n++] = nlu_mix32(sb_nlu_hash(pair, sizeof pair, SEED_BIGRAM)) & mask;
+        }
+        prev = h;
+    }
+    if (cfg->word_bigrams && w->ntoks > 0) {
+        uint32_t pair[2] = {prev, sb_nlu_hash("</s>", 4, SEED_WORD)};
+        w->wb[n++] = nlu_mix32(sb_nlu_hash(pair, sizeof pair, SEED_BIGRAM)) & mask;
+    }
+    *out = w->wb;
+    return n;
 }
 
 size_t sb_nlu_work_featurize(sb_nlu_work_t *w, const sb_nlu_featcfg_t *cfg, const char *lang,
