@@ -5,73 +5,33 @@
  * Envelope, and the exact Send API calls (no messaging_type, quick replies, HUMAN_AGENT tag,
  * text cut at 1000 bytes). Table-driven over the router's own fixtures
  * (tests/fixtures/channels/instagram) and, when present, $SB_SHARED_DIR/channels/instagram. */
-#include "router_manifest.h"
+#include "router_channel_test.h"
 
-static fx_keys_t keys;
-static char secret_buf[256], token_buf[256];
-
-static int setup(void **state)
+/* One Instagram config: the app secret(s) and verify token under test. */
+static void fill_cfg(sb_config_t *cfg, const char *secret, const char *token)
 {
-    (void)state;
-    assert_int_equal(sb_seal_init(), SB_OK);
-    assert_int_equal(sb_redact_init(), SB_OK);
-    fx_keys_init(&keys);
-    return 0;
-}
-
-static void make_cfg(sb_config_t *cfg, const cJSON *secrets, const char *override)
-{
-    const char *s = override ? override : fx_str(secrets, "app_secret");
-    assert_non_null(s);
-    snprintf(secret_buf, sizeof secret_buf, "%s", s);
-    snprintf(token_buf, sizeof token_buf, "%s", fx_str(secrets, "verify_token"));
     cfg->instagram.enabled = true;
-    cfg->instagram.app_secret = secret_buf;
-    cfg->instagram.verify_token = token_buf;
-    cfg->instagram.access_token = (char *)"test-ig-token";
-    cfg->instagram.api_base = (char *)"";
+    cfg->instagram.app_secret = (char *)secret;
+    cfg->instagram.verify_token = (char *)token;
+    cfg->instagram.access_token = (char *)"IGpage-token";
+    cfg->instagram.api_base = (char *)"https://graph.example.org/v19.0";
     cfg->instagram.max_body_bytes = 3 << 20;
 }
+
+static void make_cfg(sb_config_t *cfg, const cJSON *secrets, const fx_case_t *fc)
+{
+    fill_cfg(cfg, fx_case_secret(fc, secrets, "app_secret"), fx_str(secrets, "verify_token"));
+}
+
+static fx_channel_t instagram = {
+    .ops = &sb_channel_instagram, .own_cases = 18, .shared_cases = 8, .make_cfg = make_cfg};
 
 static sb_channel_t *make_channel(void)
 {
     sb_config_t cfg;
     memset(&cfg, 0, sizeof cfg);
-    cfg.instagram.enabled = true;
-    cfg.instagram.app_secret = (char *)"s3cret";
-    cfg.instagram.verify_token = (char *)"tok";
-    cfg.instagram.access_token = (char *)"IGpage-token";
-    cfg.instagram.api_base = (char *)"https://graph.example.org/v19.0";
-    cfg.instagram.max_body_bytes = 3 << 20;
-    sb_channel_t *ch = NULL;
-    char err[256];
-    assert_int_equal(sb_channel_create(&sb_channel_instagram, &cfg, &ch, err, sizeof err), SB_OK);
-    return ch;
-}
-
-static void test_own_manifest(void **state)
-{
-    (void)state;
-    char *dir = fx_dir("SB_SOURCE_DIR", "tests/fixtures/channels/instagram");
-    assert_non_null(dir);
-    size_t n = fx_run_manifest(&sb_channel_instagram, dir, make_cfg, &keys);
-    assert_true(n >= 18);
-    free(dir);
-}
-
-static void test_shared_manifest(void **state)
-{
-    (void)state;
-    char *dir = fx_dir("SB_SHARED_DIR", "channels/instagram");
-    cJSON *m = dir ? fx_load_manifest(dir) : NULL;
-    if (!m) {
-        printf("SKIP: shared fixtures not found ($SB_SHARED_DIR/channels/instagram)\n");
-        free(dir);
-        skip();
-    }
-    cJSON_Delete(m);
-    assert_int_equal(fx_run_manifest(&sb_channel_instagram, dir, make_cfg, &keys), 8);
-    free(dir);
+    fill_cfg(&cfg, "s3cret", "tok");
+    return fx_channel_create(&sb_channel_instagram, &cfg);
 }
 
 static void test_verify_handshake(void **state)
@@ -79,12 +39,8 @@ static void test_verify_handshake(void **state)
     (void)state;
     sb_channel_t *ch = make_channel();
     const char *body = "{\"object\":\"instagram\",\"entry\":[]}";
-    uint8_t mac[32];
-    sb_seal_part_t part = {body, strlen(body)};
-    sb_seal_hmac_sha256(mac, "s3cret", 6, &part, 1);
-    char hex[65], sig[80];
-    sb_seal_hex_encode(hex, mac, 32);
-    snprintf(sig, sizeof sig, "sha256=%s", hex);
+    char sig[80];
+    fx_meta_sign(sig, sizeof sig, "s3cret", body);
     const char *reason = NULL;
     fx_req_t r;
     fx_req_init(&r, body, strlen(body), "X-Hub-Signature-256", sig, NULL);
@@ -106,8 +62,7 @@ static void test_verify_handshake(void **state)
 static void parse_str(const char *body, sb_chan_batch_t *b)
 {
     sb_channel_t *ch = make_channel();
-    memset(b, 0, sizeof *b);
-    assert_int_equal(sb_channel_instagram.parse(ch, (const uint8_t *)body, strlen(body), b), SB_OK);
+    fx_parse(ch, body, b);
     sb_channel_destroy(ch);
 }
 
@@ -154,10 +109,8 @@ static void test_render(void **state)
     assert_int_equal(sb_channel_instagram.render(ch, &send, &req), SB_OK);
     assert_string_equal(req.url, "https://graph.example.org/v19.0/me/messages");
     assert_string_equal(req.headers[1], "Authorization: Bearer IGpage-token");
-    char *body = sb_xstrndup(req.body.data, req.body.len);
-    assert_string_equal(body, "{\"recipient\":{\"id\":\"5300000000000001\"},\"message\":{\"text\":"
-                              "\"Back in stock in S, M and L.\"}}");
-    free(body);
+    fx_body_is(&req, "{\"recipient\":{\"id\":\"5300000000000001\"},\"message\":{\"text\":"
+                     "\"Back in stock in S, M and L.\"}}");
     sb_chan_http_free(&req);
 
     /* Quick replies, and an agent's late answer with the HUMAN_AGENT tag. */
@@ -169,13 +122,11 @@ static void test_render(void **state)
     o.n_buttons = 1;
     send.window = SB_CHAN_WINDOW_HUMAN_AGENT;
     assert_int_equal(sb_channel_instagram.render(ch, &send, &req), SB_OK);
-    body = sb_xstrndup(req.body.data, req.body.len);
-    assert_string_equal(body, "{\"recipient\":{\"id\":\"5300000000000001\"},\"messaging_type\":"
-                              "\"MESSAGE_TAG\",\"tag\":\"HUMAN_AGENT\",\"message\":{\"text\":"
-                              "\"Back in stock in S, M and L.\",\"quick_replies\":[{"
-                              "\"content_type\":\"text\",\"title\":\"Sizes\",\"payload\":"
-                              "\"QR_SIZES\"}]}}");
-    free(body);
+    fx_body_is(&req, "{\"recipient\":{\"id\":\"5300000000000001\"},\"messaging_type\":"
+                     "\"MESSAGE_TAG\",\"tag\":\"HUMAN_AGENT\",\"message\":{\"text\":"
+                     "\"Back in stock in S, M and L.\",\"quick_replies\":[{"
+                     "\"content_type\":\"text\",\"title\":\"Sizes\",\"payload\":"
+                     "\"QR_SIZES\"}]}}");
     sb_chan_http_free(&req);
 
     /* 1000 bytes at most, cut between characters. */
@@ -202,9 +153,11 @@ static void test_render(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_own_manifest),     cmocka_unit_test(test_shared_manifest),
-        cmocka_unit_test(test_verify_handshake), cmocka_unit_test(test_parse),
+        cmocka_unit_test_prestate(fx_test_own_manifest, &instagram),
+        cmocka_unit_test_prestate(fx_test_shared_manifest, &instagram),
+        cmocka_unit_test(test_verify_handshake),
+        cmocka_unit_test(test_parse),
         cmocka_unit_test(test_render),
     };
-    return cmocka_run_group_tests(tests, setup, NULL);
+    return cmocka_run_group_tests(tests, fx_setup, NULL);
 }

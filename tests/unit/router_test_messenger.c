@@ -6,83 +6,33 @@
  * Envelope, and the exact Send API calls (text, quick replies, numbered list, HUMAN_AGENT tag,
  * cut text) and the reading of Graph answers. Table-driven over the router's own fixtures
  * (tests/fixtures/channels/messenger) and, when present, $SB_SHARED_DIR/channels/messenger. */
-#include "router_manifest.h"
+#include "router_channel_test.h"
 
-static fx_keys_t keys;
-static char secret_buf[256], token_buf[256];
-
-static int setup(void **state)
+/* One Messenger config: the app secret(s) and verify token under test. */
+static void fill_cfg(sb_config_t *cfg, const char *secret, const char *token)
 {
-    (void)state;
-    assert_int_equal(sb_seal_init(), SB_OK);
-    assert_int_equal(sb_redact_init(), SB_OK);
-    fx_keys_init(&keys);
-    return 0;
-}
-
-static void make_cfg(sb_config_t *cfg, const cJSON *secrets, const char *override)
-{
-    const char *s = override ? override : fx_str(secrets, "app_secret");
-    assert_non_null(s);
-    snprintf(secret_buf, sizeof secret_buf, "%s", s);
-    snprintf(token_buf, sizeof token_buf, "%s", fx_str(secrets, "verify_token"));
     cfg->messenger.enabled = true;
-    cfg->messenger.app_secret = secret_buf;
-    cfg->messenger.verify_token = token_buf;
-    cfg->messenger.access_token = (char *)"test-page-token";
-    cfg->messenger.api_base = (char *)"";
+    cfg->messenger.app_secret = (char *)secret;
+    cfg->messenger.verify_token = (char *)token;
+    cfg->messenger.access_token = (char *)"EAApage-token";
+    cfg->messenger.api_base = (char *)"https://graph.example.org/v19.0/";
     cfg->messenger.max_body_bytes = 3 << 20;
 }
+
+static void make_cfg(sb_config_t *cfg, const cJSON *secrets, const fx_case_t *fc)
+{
+    fill_cfg(cfg, fx_case_secret(fc, secrets, "app_secret"), fx_str(secrets, "verify_token"));
+}
+
+static fx_channel_t messenger = {
+    .ops = &sb_channel_messenger, .own_cases = 20, .shared_cases = 11, .make_cfg = make_cfg};
 
 static sb_channel_t *make_channel(const char *secret, const char *token)
 {
     sb_config_t cfg;
     memset(&cfg, 0, sizeof cfg);
-    cfg.messenger.enabled = true;
-    cfg.messenger.app_secret = (char *)secret;
-    cfg.messenger.verify_token = (char *)token;
-    cfg.messenger.access_token = (char *)"EAApage-token";
-    cfg.messenger.api_base = (char *)"https://graph.example.org/v19.0/";
-    cfg.messenger.max_body_bytes = 3 << 20;
-    sb_channel_t *ch = NULL;
-    char err[256];
-    assert_int_equal(sb_channel_create(&sb_channel_messenger, &cfg, &ch, err, sizeof err), SB_OK);
-    return ch;
-}
-
-static void meta_sign(char *out, size_t n, const char *secret, const char *body)
-{
-    uint8_t mac[32];
-    sb_seal_part_t part = {body, strlen(body)};
-    sb_seal_hmac_sha256(mac, secret, strlen(secret), &part, 1);
-    char hex[65];
-    sb_seal_hex_encode(hex, mac, 32);
-    snprintf(out, n, "sha256=%s", hex);
-}
-
-static void test_own_manifest(void **state)
-{
-    (void)state;
-    char *dir = fx_dir("SB_SOURCE_DIR", "tests/fixtures/channels/messenger");
-    assert_non_null(dir);
-    size_t n = fx_run_manifest(&sb_channel_messenger, dir, make_cfg, &keys);
-    assert_true(n >= 20);
-    free(dir);
-}
-
-static void test_shared_manifest(void **state)
-{
-    (void)state;
-    char *dir = fx_dir("SB_SHARED_DIR", "channels/messenger");
-    cJSON *m = dir ? fx_load_manifest(dir) : NULL;
-    if (!m) {
-        printf("SKIP: shared fixtures not found ($SB_SHARED_DIR/channels/messenger)\n");
-        free(dir);
-        skip();
-    }
-    cJSON_Delete(m);
-    assert_int_equal(fx_run_manifest(&sb_channel_messenger, dir, make_cfg, &keys), 11);
-    free(dir);
+    fill_cfg(&cfg, secret, token);
+    return fx_channel_create(&sb_channel_messenger, &cfg);
 }
 
 static void test_config(void **state)
@@ -106,7 +56,7 @@ static void test_verify(void **state)
     (void)state;
     const char *body = "{\"object\":\"page\",\"entry\":[]}";
     char sig[80];
-    meta_sign(sig, sizeof sig, "s3cret", body);
+    fx_meta_sign(sig, sizeof sig, "s3cret", body);
     const char *reason = NULL;
     sb_channel_t *ch = make_channel("s3cret", "tok");
     fx_req_t r;
@@ -160,8 +110,7 @@ static void test_handshake(void **state)
 static void parse_str(const char *body, sb_chan_batch_t *b)
 {
     sb_channel_t *ch = make_channel("s", "t");
-    memset(b, 0, sizeof *b);
-    assert_int_equal(sb_channel_messenger.parse(ch, (const uint8_t *)body, strlen(body), b), SB_OK);
+    fx_parse(ch, body, b);
     sb_channel_destroy(ch);
 }
 
@@ -197,14 +146,9 @@ static void test_parse_edges(void **state)
         FB_HEAD "{\"sender\":{\"id\":\"7001\"},\"recipient\":{\"id\":\"106\"},\"message\":{"
                 "\"mid\":\"m1\",\"text\":\"x\"}}" FB_TAIL,
     };
-    for (size_t i = 0; i < sizeof quarantined / sizeof quarantined[0]; i++) {
-        parse_str(quarantined[i], &b);
-        if (!b.quarantine || b.reject_status || b.nitems)
-            fail_msg("case %zu: quarantine=%d reject=%d items=%zu", i, b.quarantine,
-                     b.reject_status, b.nitems);
-        assert_non_null(b.reason);
-        sb_chan_batch_free(&b);
-    }
+    sb_channel_t *ch = make_channel("s", "t");
+    fx_parse_quarantined(ch, quarantined, sizeof quarantined / sizeof quarantined[0]);
+    sb_channel_destroy(ch);
 
     /* A batch: two entries, an echo between two customer events, an event we do not route
      * (reaction) and a legacy postback without mid. Order is kept; the echo is counted. */
@@ -347,20 +291,7 @@ static void test_batch_limit(void **state)
 static sb_result_t do_render(sb_channel_t *ch, const sb_outbound_t *o, const sb_recipient_t *rc,
                              sb_chan_window_t w, sb_chan_http_t *req)
 {
-    sb_chan_send_t send = {.out = o,
-                           .rcpt = rc,
-                           .api_base = "https://graph.example.org/v19.0",
-                           .now_s = 1,
-                           .window = w};
-    memset(req, 0, sizeof *req);
-    return sb_channel_messenger.render(ch, &send, req);
-}
-
-static void body_is(const sb_chan_http_t *req, const char *want)
-{
-    char *got = sb_xstrndup(req->body.data, req->body.len);
-    assert_string_equal(got, want);
-    free(got);
+    return fx_render(ch, o, rc, "https://graph.example.org/v19.0", w, req);
 }
 
 static void test_render(void **state)
@@ -385,8 +316,8 @@ static void test_render(void **state)
     assert_string_equal(req.headers[0], "Content-Type: application/json");
     assert_string_equal(req.headers[1], "Authorization: Bearer EAApage-token");
     assert_null(req.headers[2]);
-    body_is(&req, "{\"recipient\":{\"id\":\"7000000000000001\"},\"messaging_type\":\"RESPONSE\","
-                  "\"message\":{\"text\":\"We ship to Austria.\",\"metadata\":\"out:1\"}}");
+    fx_body_is(&req, "{\"recipient\":{\"id\":\"7000000000000001\"},\"messaging_type\":\"RESPONSE\","
+                     "\"message\":{\"text\":\"We ship to Austria.\",\"metadata\":\"out:1\"}}");
     sb_chan_http_free(&req);
 
     /* Buttons as quick replies. */
@@ -408,11 +339,11 @@ static void test_render(void **state)
     o.buttons = bp;
     o.n_buttons = 2;
     assert_int_equal(do_render(ch, &o, &rc, SB_CHAN_WINDOW_OPEN, &req), SB_OK);
-    body_is(&req, "{\"recipient\":{\"id\":\"7000000000000001\"},\"messaging_type\":\"RESPONSE\","
-                  "\"message\":{\"text\":\"We ship to Austria.\",\"quick_replies\":["
-                  "{\"content_type\":\"text\",\"title\":\"Track my order\",\"payload\":"
-                  "\"QR_TRACK\"},{\"content_type\":\"text\",\"title\":\"Größe\",\"payload\":"
-                  "\"QR_SIZE\"}],\"metadata\":\"out:1\"}}");
+    fx_body_is(&req, "{\"recipient\":{\"id\":\"7000000000000001\"},\"messaging_type\":\"RESPONSE\","
+                     "\"message\":{\"text\":\"We ship to Austria.\",\"quick_replies\":["
+                     "{\"content_type\":\"text\",\"title\":\"Track my order\",\"payload\":"
+                     "\"QR_TRACK\"},{\"content_type\":\"text\",\"title\":\"Größe\",\"payload\":"
+                     "\"QR_SIZE\"}],\"metadata\":\"out:1\"}}");
     sb_chan_http_free(&req);
 
     /* Thirteen fit; fourteen become a numbered list. */
@@ -439,18 +370,18 @@ static void test_render(void **state)
     o.n_buttons = 2;
     b[1].title = (char *)"Talk to a human agent now";
     assert_int_equal(do_render(ch, &o, &rc, SB_CHAN_WINDOW_OPEN, &req), SB_OK);
-    body_is(&req, "{\"recipient\":{\"id\":\"7000000000000001\"},\"messaging_type\":\"RESPONSE\","
-                  "\"message\":{\"text\":\"We ship to Austria.\\n\\n1. Track my order\\n2. Talk "
-                  "to a human agent now\",\"metadata\":\"out:1\"}}");
+    fx_body_is(&req, "{\"recipient\":{\"id\":\"7000000000000001\"},\"messaging_type\":\"RESPONSE\","
+                     "\"message\":{\"text\":\"We ship to Austria.\\n\\n1. Track my order\\n2. Talk "
+                     "to a human agent now\",\"metadata\":\"out:1\"}}");
     sb_chan_http_free(&req);
 
     /* An agent's late reply: the HUMAN_AGENT tag instead of RESPONSE. */
     o.n_buttons = 0;
     o.author = SWITCHBOARD__V1__AUTHOR__AUTHOR_AGENT;
     assert_int_equal(do_render(ch, &o, &rc, SB_CHAN_WINDOW_HUMAN_AGENT, &req), SB_OK);
-    body_is(&req, "{\"recipient\":{\"id\":\"7000000000000001\"},\"messaging_type\":"
-                  "\"MESSAGE_TAG\",\"tag\":\"HUMAN_AGENT\",\"message\":{\"text\":\"We ship to "
-                  "Austria.\",\"metadata\":\"out:1\"}}");
+    fx_body_is(&req, "{\"recipient\":{\"id\":\"7000000000000001\"},\"messaging_type\":"
+                     "\"MESSAGE_TAG\",\"tag\":\"HUMAN_AGENT\",\"message\":{\"text\":\"We ship to "
+                     "Austria.\",\"metadata\":\"out:1\"}}");
     sb_chan_http_free(&req);
 
     /* Texts above 2000 characters are cut on a character boundary. */
@@ -514,8 +445,8 @@ static void test_window_and_response(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_own_manifest),
-        cmocka_unit_test(test_shared_manifest),
+        cmocka_unit_test_prestate(fx_test_own_manifest, &messenger),
+        cmocka_unit_test_prestate(fx_test_shared_manifest, &messenger),
         cmocka_unit_test(test_config),
         cmocka_unit_test(test_verify),
         cmocka_unit_test(test_handshake),
@@ -524,5 +455,5 @@ int main(void)
         cmocka_unit_test(test_render),
         cmocka_unit_test(test_window_and_response),
     };
-    return cmocka_run_group_tests(tests, setup, NULL);
+    return cmocka_run_group_tests(tests, fx_setup, NULL);
 }

@@ -7,71 +7,33 @@
  * block) with its response parser (Slack's "ok":false errors with HTTP 200). Table-driven over
  * the router's own fixtures (tests/fixtures/channels/slack) and, when present,
  * $SB_SHARED_DIR/channels/slack. */
-#include "router_manifest.h"
+#include "router_channel_test.h"
 
-static fx_keys_t keys;
-static char secret_buf[256];
-
-static int setup(void **state)
+/* One Slack config: the signing secret(s) under test. */
+static void fill_cfg(sb_config_t *cfg, const char *secret)
 {
-    (void)state;
-    assert_int_equal(sb_seal_init(), SB_OK);
-    assert_int_equal(sb_redact_init(), SB_OK);
-    fx_keys_init(&keys);
-    return 0;
-}
-
-static void make_cfg(sb_config_t *cfg, const cJSON *secrets, const char *override)
-{
-    const char *s = override ? override : fx_str(secrets, "signing_secret");
-    assert_non_null(s);
-    snprintf(secret_buf, sizeof secret_buf, "%s", s);
     cfg->slack.enabled = true;
-    cfg->slack.signing_secret = secret_buf;
-    cfg->slack.bot_token = (char *)"xoxb-test-token";
-    cfg->slack.api_base = (char *)"";
+    cfg->slack.signing_secret = (char *)secret;
+    cfg->slack.bot_token = (char *)"xoxb-1234-test";
+    cfg->slack.api_base = (char *)"https://slack.example/api/";
     cfg->slack.max_skew_s = 300;
     cfg->slack.max_body_bytes = 1 << 20;
 }
+
+static void make_cfg(sb_config_t *cfg, const cJSON *secrets, const fx_case_t *fc)
+{
+    fill_cfg(cfg, fx_case_secret(fc, secrets, "signing_secret"));
+}
+
+static fx_channel_t slack = {
+    .ops = &sb_channel_slack, .own_cases = 29, .shared_cases = 11, .make_cfg = make_cfg};
 
 static sb_channel_t *make_channel(const char *secret)
 {
     sb_config_t cfg;
     memset(&cfg, 0, sizeof cfg);
-    cfg.slack.enabled = true;
-    cfg.slack.signing_secret = (char *)secret;
-    cfg.slack.bot_token = (char *)"xoxb-1234-test";
-    cfg.slack.api_base = (char *)"https://slack.example/api/";
-    cfg.slack.max_skew_s = 300;
-    cfg.slack.max_body_bytes = 1 << 20;
-    sb_channel_t *ch = NULL;
-    char err[256];
-    assert_int_equal(sb_channel_create(&sb_channel_slack, &cfg, &ch, err, sizeof err), SB_OK);
-    return ch;
-}
-
-static void test_own_manifest(void **state)
-{
-    (void)state;
-    char *dir = fx_dir("SB_SOURCE_DIR", "tests/fixtures/channels/slack");
-    assert_non_null(dir);
-    assert_true(fx_run_manifest(&sb_channel_slack, dir, make_cfg, &keys) >= 29);
-    free(dir);
-}
-
-static void test_shared_manifest(void **state)
-{
-    (void)state;
-    char *dir = fx_dir("SB_SHARED_DIR", "channels/slack");
-    cJSON *m = dir ? fx_load_manifest(dir) : NULL;
-    if (!m) {
-        printf("SKIP: shared fixtures not found ($SB_SHARED_DIR/channels/slack)\n");
-        free(dir);
-        skip();
-    }
-    cJSON_Delete(m);
-    assert_int_equal(fx_run_manifest(&sb_channel_slack, dir, make_cfg, &keys), 11);
-    free(dir);
+    fill_cfg(&cfg, secret);
+    return fx_channel_create(&sb_channel_slack, &cfg);
 }
 
 static void sign(char *out, size_t n, const char *secret, const char *ts, const char *body)
@@ -165,8 +127,7 @@ static void test_verify(void **state)
 static void parse(const char *body, sb_chan_batch_t *b)
 {
     sb_channel_t *ch = make_channel("s");
-    memset(b, 0, sizeof *b);
-    assert_int_equal(sb_channel_slack.parse(ch, (const uint8_t *)body, strlen(body), b), SB_OK);
+    fx_parse(ch, body, b);
     sb_channel_destroy(ch);
 }
 
@@ -253,15 +214,7 @@ static void test_parse_edges(void **state)
 static cJSON *render(sb_channel_t *ch, const sb_outbound_t *o, const sb_recipient_t *rc,
                      sb_chan_http_t *req)
 {
-    sb_chan_send_t send = {.out = o,
-                           .rcpt = rc,
-                           .api_base = "https://slack.example/api",
-                           .now_s = 1772442900,
-                           .window = SB_CHAN_WINDOW_OPEN};
-    assert_int_equal(sb_channel_slack.render(ch, &send, req), SB_OK);
-    cJSON *j = cJSON_ParseWithLength(req->body.data, req->body.len);
-    assert_non_null(j);
-    return j;
+    return fx_render_json(ch, o, rc, "https://slack.example/api", req);
 }
 
 static void test_render(void **state)
@@ -394,9 +347,12 @@ static void test_parse_response(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_own_manifest), cmocka_unit_test(test_shared_manifest),
-        cmocka_unit_test(test_verify),       cmocka_unit_test(test_parse_edges),
-        cmocka_unit_test(test_render),       cmocka_unit_test(test_parse_response),
+        cmocka_unit_test_prestate(fx_test_own_manifest, &slack),
+        cmocka_unit_test_prestate(fx_test_shared_manifest, &slack),
+        cmocka_unit_test(test_verify),
+        cmocka_unit_test(test_parse_edges),
+        cmocka_unit_test(test_render),
+        cmocka_unit_test(test_parse_response),
     };
-    return cmocka_run_group_tests(tests, setup, NULL);
+    return cmocka_run_group_tests(tests, fx_setup, NULL);
 }

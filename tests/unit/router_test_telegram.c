@@ -7,35 +7,7 @@
  * quoting in groups, cut text) and the reading of Bot API answers. Table-driven over the
  * router's own fixtures (tests/fixtures/channels/telegram) and, when present,
  * $SB_SHARED_DIR/channels/telegram. */
-#include "router_manifest.h"
-
-static fx_keys_t keys;
-static char secret_buf[300], bot_buf[32];
-
-static int setup(void **state)
-{
-    (void)state;
-    assert_int_equal(sb_seal_init(), SB_OK);
-    assert_int_equal(sb_redact_init(), SB_OK);
-    fx_keys_init(&keys);
-    return 0;
-}
-
-static void make_cfg(sb_config_t *cfg, const cJSON *secrets, const char *override)
-{
-    const char *s = override ? override : fx_str(secrets, "secret_token");
-    assert_non_null(s);
-    snprintf(secret_buf, sizeof secret_buf, "%s", s);
-    const cJSON *bot = cJSON_GetObjectItemCaseSensitive(secrets, "bot_id");
-    assert_true(cJSON_IsNumber(bot));
-    snprintf(bot_buf, sizeof bot_buf, "%.0f", bot->valuedouble);
-    cfg->telegram.enabled = true;
-    cfg->telegram.secret_token = secret_buf;
-    cfg->telegram.bot_id = bot_buf;
-    cfg->telegram.bot_token = (char *)"7000000001:test-bot-token";
-    cfg->telegram.api_base = (char *)"";
-    cfg->telegram.max_body_bytes = 1 << 20;
-}
+#include "router_channel_test.h"
 
 static sb_result_t try_channel(const char *secret, const char *bot_id, const char *token,
                                sb_channel_t **ch, char *err, size_t n)
@@ -59,30 +31,23 @@ static sb_channel_t *make_channel(const char *secret, const char *token)
     return ch;
 }
 
-static void test_own_manifest(void **state)
+static char bot_buf[32];
+
+static void make_cfg(sb_config_t *cfg, const cJSON *secrets, const fx_case_t *fc)
 {
-    (void)state;
-    char *dir = fx_dir("SB_SOURCE_DIR", "tests/fixtures/channels/telegram");
-    assert_non_null(dir);
-    size_t n = fx_run_manifest(&sb_channel_telegram, dir, make_cfg, &keys);
-    assert_true(n >= 28);
-    free(dir);
+    const cJSON *bot = cJSON_GetObjectItemCaseSensitive(secrets, "bot_id");
+    assert_true(cJSON_IsNumber(bot));
+    snprintf(bot_buf, sizeof bot_buf, "%.0f", bot->valuedouble);
+    cfg->telegram.enabled = true;
+    cfg->telegram.secret_token = (char *)fx_case_secret(fc, secrets, "secret_token");
+    cfg->telegram.bot_id = bot_buf;
+    cfg->telegram.bot_token = (char *)"7000000001:test-bot-token";
+    cfg->telegram.api_base = (char *)"";
+    cfg->telegram.max_body_bytes = 1 << 20;
 }
 
-static void test_shared_manifest(void **state)
-{
-    (void)state;
-    char *dir = fx_dir("SB_SHARED_DIR", "channels/telegram");
-    cJSON *m = dir ? fx_load_manifest(dir) : NULL;
-    if (!m) {
-        printf("SKIP: shared fixtures not found ($SB_SHARED_DIR/channels/telegram)\n");
-        free(dir);
-        skip();
-    }
-    cJSON_Delete(m);
-    assert_int_equal(fx_run_manifest(&sb_channel_telegram, dir, make_cfg, &keys), 12);
-    free(dir);
-}
+static fx_channel_t telegram = {
+    .ops = &sb_channel_telegram, .own_cases = 28, .shared_cases = 12, .make_cfg = make_cfg};
 
 static void test_config(void **state)
 {
@@ -159,8 +124,7 @@ static void test_verify(void **state)
 static void parse_str(const char *body, sb_chan_batch_t *b)
 {
     sb_channel_t *ch = make_channel("s", "t");
-    memset(b, 0, sizeof *b);
-    assert_int_equal(sb_channel_telegram.parse(ch, (const uint8_t *)body, strlen(body), b), SB_OK);
+    fx_parse(ch, body, b);
     sb_channel_destroy(ch);
 }
 
@@ -191,14 +155,9 @@ static void test_parse_edges(void **state)
         "{\"update_id\":1,\"callback_query\":{\"id\":\"9\"," FROM ",\"data\":7}}",
         "{\"update_id\":1,\"my_chat_member\":{" CHAT "," FROM "}}",
     };
-    for (size_t i = 0; i < sizeof quarantined / sizeof quarantined[0]; i++) {
-        parse_str(quarantined[i], &b);
-        if (!b.quarantine || b.reject_status || b.nitems)
-            fail_msg("case %zu: quarantine=%d reject=%d items=%zu", i, b.quarantine,
-                     b.reject_status, b.nitems);
-        assert_non_null(b.reason);
-        sb_chan_batch_free(&b);
-    }
+    sb_channel_t *ch = make_channel("s", "t");
+    fx_parse_quarantined(ch, quarantined, sizeof quarantined / sizeof quarantined[0]);
+    sb_channel_destroy(ch);
 
     /* A command without arguments, a bare update, a callback without a message. */
     parse_str("{\"update_id\":7,\"message\":{\"message_id\":3," FROM "," CHAT ",\"date\":5,"
@@ -247,20 +206,7 @@ static void test_parse_edges(void **state)
 static sb_result_t do_render(sb_channel_t *ch, const sb_outbound_t *o, const sb_recipient_t *rc,
                              sb_chan_http_t *req)
 {
-    sb_chan_send_t send = {.out = o,
-                           .rcpt = rc,
-                           .api_base = "https://api.example.org",
-                           .now_s = 1,
-                           .window = SB_CHAN_WINDOW_OPEN};
-    memset(req, 0, sizeof *req);
-    return sb_channel_telegram.render(ch, &send, req);
-}
-
-static void body_is(const sb_chan_http_t *req, const char *want)
-{
-    char *got = sb_xstrndup(req->body.data, req->body.len);
-    assert_string_equal(got, want);
-    free(got);
+    return fx_render(ch, o, rc, "https://api.example.org", SB_CHAN_WINDOW_OPEN, req);
 }
 
 static void test_render(void **state)
@@ -285,7 +231,7 @@ static void test_render(void **state)
                         "https://api.example.org/bot7000000001:AAtest-Token_x/sendMessage");
     assert_string_equal(req.headers[0], "Content-Type: application/json");
     assert_null(req.headers[1]);
-    body_is(&req, "{\"chat_id\":100000042,\"text\":\"Wir helfen gern.\"}");
+    fx_body_is(&req, "{\"chat_id\":100000042,\"text\":\"Wir helfen gern.\"}");
     sb_chan_http_free(&req);
 
     /* Buttons: an inline keyboard, one button per row. */
@@ -302,10 +248,10 @@ static void test_render(void **state)
     o.buttons = bp;
     o.n_buttons = 2;
     assert_int_equal(do_render(ch, &o, &rc, &req), SB_OK);
-    body_is(&req, "{\"chat_id\":100000042,\"text\":\"Wir helfen gern.\",\"reply_markup\":{"
-                  "\"inline_keyboard\":[[{\"text\":\"Rechnung\",\"callback_data\":"
-                  "\"topic:billing\"}],[{\"text\":\"Mit einem Menschen sprechen\","
-                  "\"callback_data\":\"escalate:human\"}]]}}");
+    fx_body_is(&req, "{\"chat_id\":100000042,\"text\":\"Wir helfen gern.\",\"reply_markup\":{"
+                     "\"inline_keyboard\":[[{\"text\":\"Rechnung\",\"callback_data\":"
+                     "\"topic:billing\"}],[{\"text\":\"Mit einem Menschen sprechen\","
+                     "\"callback_data\":\"escalate:human\"}]]}}");
     sb_chan_http_free(&req);
 
     /* callback_data above 64 bytes cannot be a button: the numbered list. */
@@ -315,8 +261,8 @@ static void test_render(void **state)
     b[2].id = id65;
     o.n_buttons = 3;
     assert_int_equal(do_render(ch, &o, &rc, &req), SB_OK);
-    body_is(&req, "{\"chat_id\":100000042,\"text\":\"Wir helfen gern.\\n\\n1. Rechnung\\n2. Mit "
-                  "einem Menschen sprechen\\n3. Anderes\"}");
+    fx_body_is(&req, "{\"chat_id\":100000042,\"text\":\"Wir helfen gern.\\n\\n1. Rechnung\\n2. Mit "
+                     "einem Menschen sprechen\\n3. Anderes\"}");
     sb_chan_http_free(&req);
     id65[64] = '\0'; /* exactly 64 bytes fit */
     assert_int_equal(do_render(ch, &o, &rc, &req), SB_OK);
@@ -328,8 +274,9 @@ static void test_render(void **state)
     rc.session_id = (char *)"-1001000000042";
     rc.in_reply_to = (char *)"-1001000000042:77";
     assert_int_equal(do_render(ch, &o, &rc, &req), SB_OK);
-    body_is(&req, "{\"chat_id\":-1001000000042,\"text\":\"Wir helfen gern.\",\"reply_parameters\":{"
-                  "\"message_id\":77,\"allow_sending_without_reply\":true}}");
+    fx_body_is(&req,
+               "{\"chat_id\":-1001000000042,\"text\":\"Wir helfen gern.\",\"reply_parameters\":{"
+               "\"message_id\":77,\"allow_sending_without_reply\":true}}");
     sb_chan_http_free(&req);
     /* A quote from another chat, or a button tap's id, is not a message to quote. */
     rc.in_reply_to = (char *)"100000042:77";
@@ -414,10 +361,13 @@ static void test_parse_response(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_own_manifest),   cmocka_unit_test(test_shared_manifest),
-        cmocka_unit_test(test_config),         cmocka_unit_test(test_verify),
-        cmocka_unit_test(test_parse_edges),    cmocka_unit_test(test_render),
+        cmocka_unit_test_prestate(fx_test_own_manifest, &telegram),
+        cmocka_unit_test_prestate(fx_test_shared_manifest, &telegram),
+        cmocka_unit_test(test_config),
+        cmocka_unit_test(test_verify),
+        cmocka_unit_test(test_parse_edges),
+        cmocka_unit_test(test_render),
         cmocka_unit_test(test_parse_response),
     };
-    return cmocka_run_group_tests(tests, setup, NULL);
+    return cmocka_run_group_tests(tests, fx_setup, NULL);
 }

@@ -10,149 +10,56 @@
  * request target, its origin the channel's public_base_url (so url_mismatch_http_vs_https,
  * whose url is the http:// one a proxy-fooled verifier would rebuild, fails as it must). */
 #include "form.h"
-#include "router_manifest.h"
+#include "router_channel_test.h"
 
-static fx_keys_t keys;
-
-static int setup(void **state)
+/* One Twilio config: the auth token(s) and the public base URL under test. */
+static void fill_cfg(sb_config_t *cfg, const char *token, const char *base)
 {
-    (void)state;
-    assert_int_equal(sb_seal_init(), SB_OK);
-    assert_int_equal(sb_redact_init(), SB_OK);
-    fx_keys_init(&keys);
-    return 0;
+    cfg->twilio.enabled = true;
+    cfg->twilio.auth_token = (char *)token;
+    cfg->twilio.public_base_url = (char *)base;
+    cfg->twilio.account_sid = (char *)"AC00000000000000000000000000test1";
+    cfg->twilio.from = (char *)"+15550100088";
+    cfg->twilio.api_base = (char *)"https://api.twilio.example/2010-04-01/";
+    cfg->twilio.max_body_bytes = 1 << 20;
 }
 
-/* "https://host[:port]/path?query" -> origin "https://host[:port]" and target "/path?query". */
-static void split_url(const char *url, char *origin, size_t on, char *target, size_t tn)
+/* A case's public_base_url is the origin of its signed `url`. */
+static void make_cfg(sb_config_t *cfg, const cJSON *secrets, const fx_case_t *fc)
 {
-    const char *p = strstr(url, "://");
-    assert_non_null(p);
-    const char *slash = strchr(p + 3, '/');
-    size_t olen = slash ? (size_t)(slash - url) : strlen(url);
-    snprintf(origin, on, "%.*s", (int)olen, url);
-    snprintf(target, tn, "%s", slash ? slash : "/");
+    if (!fc->origin[0]) fail_msg("%s: a Twilio case needs its signed url", fc->label);
+    fill_cfg(cfg, fx_case_secret(fc, secrets, "auth_token"), fc->origin);
 }
+
+/* Twilio's own expectations of a parsed case: bodies that publish nothing say why, items
+ * carry no event time (Twilio sends none: ingress stamps the receive time), and a case's
+ * response_body (TwiML) is answered as text/xml. */
+static void check_batch(const fx_case_t *fc, const sb_chan_batch_t *b)
+{
+    if (b->nitems == 0) assert_non_null(b->reason);
+    const char *kind = fx_str(fc->expect, "kind");
+    if (kind && strcmp(kind, "signature_ok") == 0) assert_int_equal(b->nitems, 0);
+    for (size_t i = 0; i < b->nitems; i++)
+        if (b->items[i].occurred_at_ms != 0) fail_msg("%s: occurred_at set", fc->label);
+    if (fx_str(fc->expect, "response_body")) {
+        assert_non_null(b->reply_body);
+        if (!strstr(b->reply_body, "<Response/>")) fail_msg("%s: reply", fc->label);
+        assert_string_equal(b->reply_type, "text/xml");
+    }
+}
+
+static fx_channel_t twilio = {.ops = &sb_channel_twilio,
+                              .own_cases = 29,
+                              .shared_cases = 13,
+                              .make_cfg = make_cfg,
+                              .check_batch = check_batch};
 
 static sb_channel_t *make_channel(const char *token, const char *base)
 {
     sb_config_t cfg;
     memset(&cfg, 0, sizeof cfg);
-    cfg.twilio.enabled = true;
-    cfg.twilio.auth_token = (char *)token;
-    cfg.twilio.public_base_url = (char *)base;
-    cfg.twilio.account_sid = (char *)"AC00000000000000000000000000test1";
-    cfg.twilio.from = (char *)"+15550100088";
-    cfg.twilio.api_base = (char *)"https://api.twilio.example/2010-04-01/";
-    cfg.twilio.max_body_bytes = 1 << 20;
-    sb_channel_t *ch = NULL;
-    char err[256];
-    assert_int_equal(sb_channel_create(&sb_channel_twilio, &cfg, &ch, err, sizeof err), SB_OK);
-    return ch;
-}
-
-/* Runs every case of the Twilio manifest in dir; returns the number run. */
-static size_t run_manifest(const char *dir)
-{
-    cJSON *m = fx_load_manifest(dir);
-    if (!m) return 0;
-    const cJSON *secrets = cJSON_GetObjectItemCaseSensitive(m, "fixture_secrets");
-    size_t n = 0;
-    const cJSON *c;
-    cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(m, "cases"))
-    {
-        fx_case_t fc;
-        fx_load_case(dir, c, &fc);
-        /* The request as the router sees it: the path and query of the signed URL. */
-        char origin[256];
-        split_url(fx_str(c, "url"), origin, sizeof origin, fc.target, sizeof fc.target);
-        char *q = strchr(fc.target, '?');
-        snprintf(fc.path, sizeof fc.path, "%.*s",
-                 (int)(q ? (size_t)(q - fc.target) : strlen(fc.target)), fc.target);
-        snprintf(fc.query, sizeof fc.query, "%s", q ? q + 1 : "");
-        const char *override = fx_str(c, "secret_override");
-        sb_channel_t *ch =
-            make_channel(override ? override : fx_str(secrets, "auth_token"), origin);
-        const cJSON *e = fc.expect;
-        int http = (int)cJSON_GetObjectItemCaseSensitive(e, "http")->valuedouble;
-        const char *kind = fx_str(e, "kind");
-        const char *reason = NULL;
-        sb_result_t v = sb_channel_twilio.verify(ch, &fc.req, 0, &reason);
-        if (http == 401 || http == 400) {
-            if (v != (http == 401 ? SB_E_AUTH : SB_E_INVALID))
-                fail_msg("%s: verify %s, expected %d", fc.label, sb_result_str(v), http);
-            assert_non_null(reason);
-            goto next;
-        }
-        if (v != SB_OK) fail_msg("%s: verify failed (%s), expected %d", fc.label, reason, http);
-        sb_chan_batch_t b = {0};
-        assert_int_equal(sb_channel_twilio.parse(ch, (const uint8_t *)fc.body, fc.len, &b), SB_OK);
-        assert_int_equal(b.reject_status, 0);
-        if (strcmp(kind, "quarantine") == 0) {
-            if (!b.quarantine) fail_msg("%s: not quarantined", fc.label);
-            assert_int_equal(b.nitems, 0);
-            assert_non_null(b.reason);
-        } else if (strcmp(kind, "signature_ok") == 0 || strcmp(kind, "ignored") == 0) {
-            assert_false(b.quarantine);
-            assert_int_equal(b.nitems, 0);
-            assert_non_null(b.reason);
-        } else if (strcmp(kind, "batch") == 0) {
-            const cJSON *items = cJSON_GetObjectItemCaseSensitive(e, "items");
-            assert_false(b.quarantine);
-            assert_int_equal(b.nitems, (size_t)cJSON_GetArraySize(items));
-            for (size_t i = 0; i < b.nitems; i++) {
-                fx_check_item(fc.label, cJSON_GetArrayItem(items, (int)i), &b.items[i]);
-                fx_check_envelope(fc.label, &keys, "twilio", cJSON_GetArrayItem(items, (int)i),
-                                  &b.items[i]);
-            }
-        } else {
-            if (b.quarantine || b.nitems != 1)
-                fail_msg("%s: quarantine=%d items=%zu, expected one %s", fc.label, b.quarantine,
-                         b.nitems, kind);
-            /* A variant case (e.g. url_with_default_port) leaves the fields to the plain one. */
-            fx_check_item(fc.label, e, &b.items[0]);
-            fx_check_envelope(fc.label, &keys, "twilio", e, &b.items[0]);
-            /* Twilio sends no event time: ingress stamps the receive time. */
-            assert_int_equal(b.items[0].occurred_at_ms, 0);
-            const char *rb = fx_str(e, "response_body");
-            if (rb) {
-                assert_non_null(b.reply_body);
-                if (!strstr(b.reply_body, "<Response/>")) fail_msg("%s: reply", fc.label);
-                assert_string_equal(b.reply_type, "text/xml");
-            }
-        }
-        sb_chan_batch_free(&b);
-    next:
-        sb_channel_destroy(ch);
-        fx_case_free(&fc);
-        n++;
-    }
-    cJSON_Delete(m);
-    return n;
-}
-
-static void test_own_manifest(void **state)
-{
-    (void)state;
-    char *dir = fx_dir("SB_SOURCE_DIR", "tests/fixtures/channels/twilio");
-    assert_non_null(dir);
-    assert_true(run_manifest(dir) >= 29);
-    free(dir);
-}
-
-static void test_shared_manifest(void **state)
-{
-    (void)state;
-    char *dir = fx_dir("SB_SHARED_DIR", "channels/twilio");
-    cJSON *m = dir ? fx_load_manifest(dir) : NULL;
-    if (!m) {
-        printf("SKIP: shared fixtures not found ($SB_SHARED_DIR/channels/twilio)\n");
-        free(dir);
-        skip();
-    }
-    cJSON_Delete(m);
-    assert_int_equal(run_manifest(dir), 13);
-    free(dir);
+    fill_cfg(&cfg, token, base);
+    return fx_channel_create(&sb_channel_twilio, &cfg);
 }
 
 /* ---- the form parser ---- */
@@ -311,8 +218,7 @@ static void test_verify(void **state)
 static void parse(const char *body, sb_chan_batch_t *b)
 {
     sb_channel_t *ch = make_channel("t", "https://router.test.example");
-    memset(b, 0, sizeof *b);
-    assert_int_equal(sb_channel_twilio.parse(ch, (const uint8_t *)body, strlen(body), b), SB_OK);
+    fx_parse(ch, body, b);
     sb_channel_destroy(ch);
 }
 
@@ -365,12 +271,7 @@ static void test_parse_edges(void **state)
 static sb_result_t render(sb_channel_t *ch, const sb_outbound_t *o, const sb_recipient_t *rc,
                           sb_chan_http_t *req)
 {
-    sb_chan_send_t send = {.out = o,
-                           .rcpt = rc,
-                           .api_base = "https://api.twilio.example/2010-04-01",
-                           .now_s = 1772442900,
-                           .window = SB_CHAN_WINDOW_OPEN};
-    return sb_channel_twilio.render(ch, &send, req);
+    return fx_render(ch, o, rc, "https://api.twilio.example/2010-04-01", SB_CHAN_WINDOW_OPEN, req);
 }
 
 static void test_render(void **state)
@@ -489,12 +390,14 @@ static void test_parse_response(void **state)
 
 int main(void)
 {
-    (void)fx_run_manifest; /* Twilio's cases need their URL: run_manifest above */
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_own_manifest),   cmocka_unit_test(test_shared_manifest),
-        cmocka_unit_test(test_form),           cmocka_unit_test(test_verify),
-        cmocka_unit_test(test_parse_edges),    cmocka_unit_test(test_render),
+        cmocka_unit_test_prestate(fx_test_own_manifest, &twilio),
+        cmocka_unit_test_prestate(fx_test_shared_manifest, &twilio),
+        cmocka_unit_test(test_form),
+        cmocka_unit_test(test_verify),
+        cmocka_unit_test(test_parse_edges),
+        cmocka_unit_test(test_render),
         cmocka_unit_test(test_parse_response),
     };
-    return cmocka_run_group_tests(tests, setup, NULL);
+    return cmocka_run_group_tests(tests, fx_setup, NULL);
 }

@@ -3,48 +3,34 @@
  * items, 400/422 for bad input, the Envelope built from each item, and the signed outbound
  * message. Table-driven over the router's own fixtures (tests/fixtures/channels/webchat, made
  * by scripts/make-fixtures) and, when present, the shared set ($SB_SHARED_DIR/channels). */
-#include "router_manifest.h"
+#include "router_channel_test.h"
 
 #include <unistd.h>
 
-static fx_keys_t keys;
-
-static int setup(void **state)
+/* One webchat config: the signing secret(s) under test. */
+static void fill_cfg(sb_config_t *cfg, const char *secret)
 {
-    (void)state;
-    assert_int_equal(sb_seal_init(), SB_OK);
-    assert_int_equal(sb_redact_init(), SB_OK);
-    fx_keys_init(&keys);
-    return 0;
-}
-
-static char secret_buf[4][256];
-
-static void make_cfg(sb_config_t *cfg, const cJSON *secrets, const char *override)
-{
-    const char *s = override ? override : fx_str(secrets, "signing_secret");
-    assert_non_null(s);
-    snprintf(secret_buf[0], sizeof secret_buf[0], "%s", s);
     cfg->webchat.enabled = true;
-    cfg->webchat.signing_secret = secret_buf[0];
+    cfg->webchat.signing_secret = (char *)secret;
     cfg->webchat.max_skew_s = 300;
     cfg->webchat.max_body_bytes = 65536;
-    cfg->webchat.callback_url = (char *)"";
+    cfg->webchat.callback_url = (char *)"https://widget.example.org/hooks/";
 }
+
+static void make_cfg(sb_config_t *cfg, const cJSON *secrets, const fx_case_t *fc)
+{
+    fill_cfg(cfg, fx_case_secret(fc, secrets, "signing_secret"));
+}
+
+static fx_channel_t webchat = {
+    .ops = &sb_channel_webchat, .own_cases = 15, .shared_cases = 8, .make_cfg = make_cfg};
 
 static sb_channel_t *make_channel(const char *secret)
 {
     sb_config_t cfg;
     memset(&cfg, 0, sizeof cfg);
-    cfg.webchat.enabled = true;
-    cfg.webchat.signing_secret = (char *)secret;
-    cfg.webchat.max_skew_s = 300;
-    cfg.webchat.max_body_bytes = 65536;
-    cfg.webchat.callback_url = (char *)"https://widget.example.org/hooks/";
-    sb_channel_t *ch = NULL;
-    char err[256];
-    assert_int_equal(sb_channel_create(&sb_channel_webchat, &cfg, &ch, err, sizeof err), SB_OK);
-    return ch;
+    fill_cfg(&cfg, secret);
+    return fx_channel_create(&sb_channel_webchat, &cfg);
 }
 
 /* "whsec_" + base64 of a fixed 32-byte key. */
@@ -66,31 +52,6 @@ static void sign(char *out, size_t n, const uint8_t key[32], const char *id, con
     char b64[64];
     sb_seal_base64_encode(b64, mac, 32);
     snprintf(out, n, "v1,%s", b64);
-}
-
-static void test_own_manifest(void **state)
-{
-    (void)state;
-    char *dir = fx_dir("SB_SOURCE_DIR", "tests/fixtures/channels/webchat");
-    assert_non_null(dir);
-    size_t n = fx_run_manifest(&sb_channel_webchat, dir, make_cfg, &keys);
-    assert_true(n >= 15); /* the committed fixture set, not an empty directory */
-    free(dir);
-}
-
-static void test_shared_manifest(void **state)
-{
-    (void)state;
-    char *dir = fx_dir("SB_SHARED_DIR", "channels/webchat");
-    cJSON *m = dir ? fx_load_manifest(dir) : NULL;
-    if (!m) {
-        printf("SKIP: shared fixtures not found ($SB_SHARED_DIR/channels/webchat)\n");
-        free(dir);
-        skip();
-    }
-    cJSON_Delete(m);
-    assert_int_equal(fx_run_manifest(&sb_channel_webchat, dir, make_cfg, &keys), 8);
-    free(dir);
 }
 
 static void test_published_vector(void **state)
@@ -211,8 +172,7 @@ static void test_bad_secret_config(void **state)
 static void parse_str(const char *body, sb_chan_batch_t *b)
 {
     sb_channel_t *ch = make_channel("whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=");
-    memset(b, 0, sizeof *b);
-    assert_int_equal(sb_channel_webchat.parse(ch, (const uint8_t *)body, strlen(body), b), SB_OK);
+    fx_parse(ch, body, b);
     sb_channel_destroy(ch);
 }
 
@@ -391,8 +351,8 @@ static void test_clock_hook(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_own_manifest),
-        cmocka_unit_test(test_shared_manifest),
+        cmocka_unit_test_prestate(fx_test_own_manifest, &webchat),
+        cmocka_unit_test_prestate(fx_test_shared_manifest, &webchat),
         cmocka_unit_test(test_published_vector),
         cmocka_unit_test(test_window_and_headers),
         cmocka_unit_test(test_several_signatures_and_rotation),
@@ -402,5 +362,5 @@ int main(void)
         cmocka_unit_test(test_render),
         cmocka_unit_test(test_clock_hook),
     };
-    return cmocka_run_group_tests(tests, setup, NULL);
+    return cmocka_run_group_tests(tests, fx_setup, NULL);
 }

@@ -4,83 +4,33 @@
  * unreadable bodies, the Envelope of each item, and the rendered Graph API calls (text,
  * buttons, numbered list, template). Table-driven over the router's own fixtures
  * (tests/fixtures/channels/whatsapp) and, when present, $SB_SHARED_DIR/channels/whatsapp. */
-#include "router_manifest.h"
+#include "router_channel_test.h"
 
-static fx_keys_t keys;
-static char secret_buf[256], token_buf[256];
-
-static int setup(void **state)
+/* One WhatsApp config: the app secret(s) and verify token under test. */
+static void fill_cfg(sb_config_t *cfg, const char *secret, const char *token)
 {
-    (void)state;
-    assert_int_equal(sb_seal_init(), SB_OK);
-    assert_int_equal(sb_redact_init(), SB_OK);
-    fx_keys_init(&keys);
-    return 0;
-}
-
-static void make_cfg(sb_config_t *cfg, const cJSON *secrets, const char *override)
-{
-    const char *s = override ? override : fx_str(secrets, "app_secret");
-    assert_non_null(s);
-    snprintf(secret_buf, sizeof secret_buf, "%s", s);
-    snprintf(token_buf, sizeof token_buf, "%s", fx_str(secrets, "verify_token"));
     cfg->whatsapp.enabled = true;
-    cfg->whatsapp.app_secret = secret_buf;
-    cfg->whatsapp.verify_token = token_buf;
-    cfg->whatsapp.access_token = (char *)"test-access-token";
-    cfg->whatsapp.api_base = (char *)"";
+    cfg->whatsapp.app_secret = (char *)secret;
+    cfg->whatsapp.verify_token = (char *)token;
+    cfg->whatsapp.access_token = (char *)"EAAtest-token";
+    cfg->whatsapp.api_base = (char *)"https://graph.example.org/v19.0/";
     cfg->whatsapp.max_body_bytes = 3 << 20;
 }
+
+static void make_cfg(sb_config_t *cfg, const cJSON *secrets, const fx_case_t *fc)
+{
+    fill_cfg(cfg, fx_case_secret(fc, secrets, "app_secret"), fx_str(secrets, "verify_token"));
+}
+
+static fx_channel_t whatsapp = {
+    .ops = &sb_channel_whatsapp, .own_cases = 25, .shared_cases = 22, .make_cfg = make_cfg};
 
 static sb_channel_t *make_channel(const char *secret, const char *token)
 {
     sb_config_t cfg;
     memset(&cfg, 0, sizeof cfg);
-    cfg.whatsapp.enabled = true;
-    cfg.whatsapp.app_secret = (char *)secret;
-    cfg.whatsapp.verify_token = (char *)token;
-    cfg.whatsapp.access_token = (char *)"EAAtest-token";
-    cfg.whatsapp.api_base = (char *)"https://graph.example.org/v19.0/";
-    cfg.whatsapp.max_body_bytes = 3 << 20;
-    sb_channel_t *ch = NULL;
-    char err[256];
-    assert_int_equal(sb_channel_create(&sb_channel_whatsapp, &cfg, &ch, err, sizeof err), SB_OK);
-    return ch;
-}
-
-static void meta_sign(char *out, size_t n, const char *secret, const char *body)
-{
-    uint8_t mac[32];
-    sb_seal_part_t part = {body, strlen(body)};
-    sb_seal_hmac_sha256(mac, secret, strlen(secret), &part, 1);
-    char hex[65];
-    sb_seal_hex_encode(hex, mac, 32);
-    snprintf(out, n, "sha256=%s", hex);
-}
-
-static void test_own_manifest(void **state)
-{
-    (void)state;
-    char *dir = fx_dir("SB_SOURCE_DIR", "tests/fixtures/channels/whatsapp");
-    assert_non_null(dir);
-    size_t n = fx_run_manifest(&sb_channel_whatsapp, dir, make_cfg, &keys);
-    assert_true(n >= 25);
-    free(dir);
-}
-
-static void test_shared_manifest(void **state)
-{
-    (void)state;
-    char *dir = fx_dir("SB_SHARED_DIR", "channels/whatsapp");
-    cJSON *m = dir ? fx_load_manifest(dir) : NULL;
-    if (!m) {
-        printf("SKIP: shared fixtures not found ($SB_SHARED_DIR/channels/whatsapp)\n");
-        free(dir);
-        skip();
-    }
-    cJSON_Delete(m);
-    assert_int_equal(fx_run_manifest(&sb_channel_whatsapp, dir, make_cfg, &keys), 22);
-    free(dir);
+    fill_cfg(&cfg, secret, token);
+    return fx_channel_create(&sb_channel_whatsapp, &cfg);
 }
 
 static void test_verify(void **state)
@@ -88,7 +38,7 @@ static void test_verify(void **state)
     (void)state;
     const char *body = "{\"object\":\"whatsapp_business_account\",\"entry\":[]}";
     char sig[80], upper[80];
-    meta_sign(sig, sizeof sig, "s3cret", body);
+    fx_meta_sign(sig, sizeof sig, "s3cret", body);
     const char *reason = NULL;
 
     sb_channel_t *ch = make_channel("s3cret", "tok");
@@ -191,8 +141,7 @@ static void test_handshake(void **state)
 static void parse_str(const char *body, sb_chan_batch_t *b)
 {
     sb_channel_t *ch = make_channel("s", "t");
-    memset(b, 0, sizeof *b);
-    assert_int_equal(sb_channel_whatsapp.parse(ch, (const uint8_t *)body, strlen(body), b), SB_OK);
+    fx_parse(ch, body, b);
     sb_channel_destroy(ch);
 }
 
@@ -226,14 +175,9 @@ static void test_parse_edges(void **state)
         WA_HEAD "\"messages\":[{\"from\":\"1\",\"id\":\"w\",\"timestamp\":\"1\",\"type\":"
                 "\"text\",\"text\":{\"body\":\"\\ud83d\"}}]" WA_TAIL,
     };
-    for (size_t i = 0; i < sizeof quarantined / sizeof quarantined[0]; i++) {
-        parse_str(quarantined[i], &b);
-        if (!b.quarantine || b.reject_status || b.nitems)
-            fail_msg("case %zu: quarantine=%d reject=%d items=%zu", i, b.quarantine,
-                     b.reject_status, b.nitems);
-        assert_non_null(b.reason);
-        sb_chan_batch_free(&b);
-    }
+    sb_channel_t *ch = make_channel("s", "t");
+    fx_parse_quarantined(ch, quarantined, sizeof quarantined / sizeof quarantined[0]);
+    sb_channel_destroy(ch);
     /* A numeric timestamp and a text without contacts; the phone goes to E.164. */
     parse_str(WA_HEAD "\"messages\":[{\"from\":\"15550001111\",\"id\":\"w1\",\"timestamp\":"
                       "1772442900,\"type\":\"text\",\"text\":{\"body\":\"hi\"}}]" WA_TAIL,
@@ -289,13 +233,7 @@ static void test_batch_limit(void **state)
 static cJSON *render(sb_channel_t *ch, const sb_outbound_t *o, const sb_recipient_t *rc,
                      sb_chan_http_t *req)
 {
-    memset(req, 0, sizeof *req);
-    sb_chan_send_t send = {
-        .out = o, .rcpt = rc, .api_base = "https://graph.example.org/v19.0", .now_s = 1};
-    assert_int_equal(sb_channel_whatsapp.render(ch, &send, req), SB_OK);
-    cJSON *j = cJSON_ParseWithLength(req->body.data, req->body.len);
-    assert_non_null(j);
-    return j;
+    return fx_render_json(ch, o, rc, "https://graph.example.org/v19.0", req);
 }
 
 static void test_render(void **state)
@@ -412,24 +350,28 @@ static void test_ingress_ids(void **state)
     (void)state;
     /* Provider ids on the bus are keyed hashes; the quarantine id depends on the body. */
     char a[SB_SEAL_HASH_HEX], b[SB_SEAL_HASH_HEX];
-    sb_ingress_provider_hash(a, keys.ik.id_secret, "whatsapp", "wamid.X");
-    sb_ingress_provider_hash(b, keys.ik.id_secret, "webchat", "wamid.X");
+    sb_ingress_provider_hash(a, fx_keys.ik.id_secret, "whatsapp", "wamid.X");
+    sb_ingress_provider_hash(b, fx_keys.ik.id_secret, "webchat", "wamid.X");
     assert_int_equal(strlen(a), 32);
     assert_string_not_equal(a, b);
-    sb_ingress_quarantine_id(a, keys.ik.id_secret, "whatsapp", "body1", 5);
-    sb_ingress_quarantine_id(b, keys.ik.id_secret, "whatsapp", "body2", 5);
+    sb_ingress_quarantine_id(a, fx_keys.ik.id_secret, "whatsapp", "body1", 5);
+    sb_ingress_quarantine_id(b, fx_keys.ik.id_secret, "whatsapp", "body2", 5);
     assert_string_not_equal(a, b);
-    sb_ingress_quarantine_id(b, keys.ik.id_secret, "whatsapp", "body1", 5);
+    sb_ingress_quarantine_id(b, fx_keys.ik.id_secret, "whatsapp", "body1", 5);
     assert_string_equal(a, b);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_own_manifest), cmocka_unit_test(test_shared_manifest),
-        cmocka_unit_test(test_verify),       cmocka_unit_test(test_handshake),
-        cmocka_unit_test(test_parse_edges),  cmocka_unit_test(test_batch_limit),
-        cmocka_unit_test(test_render),       cmocka_unit_test(test_ingress_ids),
+        cmocka_unit_test_prestate(fx_test_own_manifest, &whatsapp),
+        cmocka_unit_test_prestate(fx_test_shared_manifest, &whatsapp),
+        cmocka_unit_test(test_verify),
+        cmocka_unit_test(test_handshake),
+        cmocka_unit_test(test_parse_edges),
+        cmocka_unit_test(test_batch_limit),
+        cmocka_unit_test(test_render),
+        cmocka_unit_test(test_ingress_ids),
     };
-    return cmocka_run_group_tests(tests, setup, NULL);
+    return cmocka_run_group_tests(tests, fx_setup, NULL);
 }
