@@ -1,152 +1,49 @@
-/* Fuzz driver for the WhatsApp channel (router/channel_whatsapp.c) and the Envelope builder
- * (router/ingress.c). The input is a webhook body, verified (must refuse, never crash) and then
- * parsed as if authentic. Invariants: parse always answers and never rejects (Meta retries any
- * 4xx for days: unusable input is quarantined); at most SB_CHAN_MAX_ITEMS items, each with a
- * "wa:" or "wa-st:" dedup key, a sender and an account, each building an Envelope whose
- * message_id is the keyed hash of its dedup key (or refused as invalid). A raw GET request
- * ("GET /path?query HTTP/1.1", as in the verify_*.txt fixtures) goes to the hub.* handshake,
- * which may only ever echo the hub.challenge it was given. The input as outbound text must
- * render valid JSON. libFuzzer entry point; replayed over tests/fixtures/channels/whatsapp. */
-#include <cjson/cJSON.h>
-#include <stdbool.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
+/* Fuzz target of the WhatsApp channel (router/channel_whatsapp.c) through the shared channel
+ * driver (fuzz_channel.c, which also checks every item's Envelope and the hub.* handshake).
+ * WhatsApp's own invariants: parse never rejects (Meta retries any 4xx for days: unusable
+ * input is quarantined); at most SB_CHAN_MAX_ITEMS items, each with a "wa:" or "wa-st:" dedup
+ * key (statuses, and only they, carrying one status ref) and an account; the input as
+ * outbound text and button title always renders valid JSON. Replayed over
+ * tests/fixtures/channels/whatsapp. */
+#include "fuzz_channel.h"
 
-#include "channel.h"
-#include "ingress.h"
-#include "sb/codec.h"
-#include "sb/ids.h"
-#include "sb/redact.h"
-#include "sb/seal.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static sb_channel_t *ch;
-static sb_ingress_keys_t keys;
-
-static void init(void)
+static void configure(sb_config_t *cfg)
 {
-    if (ch) return;
-    if (sb_seal_init() != SB_OK || sb_redact_init() != SB_OK) abort();
-    sb_config_t cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.whatsapp.enabled = true;
-    cfg.whatsapp.app_secret = (char *)"sb-router-test-app-secret-0001";
-    cfg.whatsapp.verify_token = (char *)"sb-router-test-verify-token";
-    cfg.whatsapp.access_token = (char *)"fuzz";
-    cfg.whatsapp.api_base = (char *)"";
-    cfg.whatsapp.max_body_bytes = 3 << 20;
-    char err[256];
-    if (sb_channel_create(&sb_channel_whatsapp, &cfg, &ch, err, sizeof err) != SB_OK) abort();
-    memset(keys.id_secret, 9, sizeof keys.id_secret);
-    uint8_t sk[SB_SEAL_KEY_BYTES];
-    sb_seal_box_keypair(keys.contact_pk, sk);
-    keys.partitions = 8;
+    cfg->whatsapp.enabled = true;
+    cfg->whatsapp.app_secret = (char *)"sb-router-test-app-secret-0001";
+    cfg->whatsapp.verify_token = (char *)"sb-router-test-verify-token";
+    cfg->whatsapp.access_token = (char *)"fuzz";
+    cfg->whatsapp.api_base = (char *)"";
+    cfg->whatsapp.max_body_bytes = 3 << 20;
 }
 
 static void check_item(const sb_chan_item_t *it)
 {
-    if (!it->dedup_key || !it->sender_id || !it->account_id) abort();
-    bool status = strncmp(it->dedup_key, "wa-st:", 6) == 0;
-    if (!status && strncmp(it->dedup_key, "wa:", 3) != 0) abort();
+    if (!it->account_id) abort();
+    bool status = fuzz_has_prefix(it->dedup_key, "wa-st:");
+    if (!status && !fuzz_has_prefix(it->dedup_key, "wa:")) abort();
     if (status != (it->kind == SB_CHAN_STATUS)) abort();
     if (status && (!it->has_status || it->status.nrefs != 1)) abort();
-    sb_ingress_msg_t m = {0};
-    sb_result_t rc = sb_ingress_build(&keys, "whatsapp", it, 0, 1, &m);
-    if (rc == SB_E_INVALID) return;
+}
+
+static void check_render(sb_result_t rc, const sb_chan_http_t *req)
+{
     if (rc != SB_OK) abort();
-    char want[SB_SEAL_HASH_HEX];
-    sb_ids_message(want, keys.id_secret, it->dedup_key);
-    if (strcmp(want, m.message_id) != 0) abort();
-    sb_envelope_t *env = NULL;
-    if (SB_CODEC_UNPACK(switchboard__v1__envelope__descriptor, m.data, m.len, &env) != SB_OK)
-        abort();
-    if (strcmp(env->message_id, want) != 0) abort();
-    SB_CODEC_FREE(env);
-    sb_ingress_msg_free(&m);
+    cJSON_Delete(fuzz_json_body(req));
 }
 
-static void handshake(const uint8_t *data, size_t size)
-{
-    /* "GET <target> HTTP/1.1...": the query of the target. */
-    const char *s = (const char *)data;
-    const char *end = memchr(s, '\n', size);
-    size_t line = end ? (size_t)(end - s) : size;
-    if (line < 4 || line > 4096 || memcmp(s, "GET ", 4) != 0) return;
-    char *target = sb_xstrndup(s + 4, line - 4);
-    char *sp = strchr(target, ' ');
-    if (sp) *sp = '\0';
-    char *q = strchr(target, '?');
-    sb_http_request_t req = {
-        .method = "GET", .path = target, .query = q ? q + 1 : "", .target = target};
-    char body[512], challenge[512];
-    int st = sb_channel_whatsapp.handshake(ch, &req, body, sizeof body);
-    if (st != 200 && st != 403) abort();
-    if (st == 200) {
-        if (!sb_http_query_param(&req, "hub.challenge", challenge, sizeof challenge)) abort();
-        if (strcmp(body, challenge) != 0) abort();
-    }
-    free(target);
-}
+static const fuzz_channel_t whatsapp = {
+    .ops = &sb_channel_whatsapp,
+    .configure = configure,
+    .max_input = 3u << 20,
+    .path = "/",
+    .headers = {{"X-Hub-Signature-256",
+                 "sha256=72b3c4775b2556816ed49eb45c9f1c3cdf8266ae7a5d1afc2c0d8aa4a6e7ddc9"}},
+    .max_items = SB_CHAN_MAX_ITEMS,
+    .check_item = check_item,
+    .address = "15550100000",
+    .account_id = "109000000000042",
+    .check_render = check_render,
+};
 
-static void render_text(const uint8_t *data, size_t size)
-{
-    char *text = sb_xstrndup((const char *)data, size);
-    sb_recipient_t rc = SWITCHBOARD__V1__RECIPIENT__INIT;
-    rc.address = (char *)"15550100000";
-    rc.account_id = (char *)"109000000000042";
-    sb_outbound_t o = SWITCHBOARD__V1__OUTBOUND__INIT;
-    o.message_id = (char *)"out:fuzz";
-    o.text = text;
-    Switchboard__V1__Button b = SWITCHBOARD__V1__BUTTON__INIT;
-    Switchboard__V1__Button *bp[1] = {&b};
-    b.id = (char *)"id";
-    b.title = text; /* short titles become buttons, long ones a numbered list */
-    o.buttons = bp;
-    o.n_buttons = 1;
-    sb_chan_http_t req = {0};
-    if (sb_channel_whatsapp.render(
-            ch,
-            &(sb_chan_send_t){.out = &o, .rcpt = &rc, .api_base = "http://127.0.0.1", .now_s = 1},
-            &req) != SB_OK)
-        abort();
-    cJSON *j = cJSON_ParseWithLength(req.body.data, req.body.len);
-    if (!j) abort();
-    cJSON_Delete(j);
-    sb_chan_http_free(&req);
-    free(text);
-}
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
-{
-    init();
-    if (size > (3u << 20)) return 0;
-    sb_http_header_t h[1] = {
-        {"X-Hub-Signature-256",
-         "sha256=72b3c4775b2556816ed49eb45c9f1c3cdf8266ae7a5d1afc2c0d8aa4a6e7ddc9"}};
-    sb_http_request_t req = {.method = "POST",
-                             .path = "/",
-                             .query = "",
-                             .target = "/",
-                             .headers = h,
-                             .nheaders = 1,
-                             .body = data,
-                             .body_len = size};
-    const char *reason = NULL;
-    sb_result_t v = sb_channel_whatsapp.verify(ch, &req, 0, &reason);
-    if (v != SB_OK && (v != SB_E_AUTH || !reason)) abort();
-
-    sb_chan_batch_t b = {0};
-    if (sb_channel_whatsapp.parse(ch, data, size, &b) != SB_OK) abort();
-    if (b.reject_status != 0 || b.nitems > SB_CHAN_MAX_ITEMS) abort();
-    if ((b.quarantine || b.nitems == 0) && !b.reason) abort();
-    for (size_t i = 0; i < b.nitems; i++)
-        check_item(&b.items[i]);
-    sb_chan_batch_free(&b);
-
-    handshake(data, size);
-    render_text(data, size);
-    return 0;
-}
+const fuzz_channel_t *const fuzz_channels[] = {&whatsapp, NULL};
