@@ -32,6 +32,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../unit/router_envelope_check.h"
 #include "harness.h"
 #include "sb/codec.h"
 #include "sb/httpclient.h"
@@ -458,17 +459,7 @@ static void check_item(rt_t *t, const char *label, const char *channel, const cJ
     eq(label, "locale_hint", jstr(e, "locale"), env->locale_hint);
 
     /* The sealed Contact opens with the escalation worker's key (the harness's). */
-    size_t clen = env->sealed_contact.len;
-    assert_true(clen > SB_SEAL_BOX_OVERHEAD);
-    uint8_t *plain = sb_xmalloc(clen - SB_SEAL_BOX_OVERHEAD);
-    assert_int_equal(
-        sb_seal_box_open(plain, env->sealed_contact.data, clen, t->h.contact_pk, t->h.contact_sk),
-        SB_OK);
-    sb_contact_t *c = NULL;
-    assert_int_equal(SB_CODEC_UNPACK(switchboard__v1__contact__descriptor, plain,
-                                     clen - SB_SEAL_BOX_OVERHEAD, &c),
-                     SB_OK);
-    free(plain);
+    sb_contact_t *c = fx_open_contact(env, t->h.contact_pk, t->h.contact_sk);
     eq(label, "contact.channel", channel, c->channel);
     eq(label, "contact.sender_id", jstr(e, "sender_id"), c->sender_id);
     eq(label, "contact.sender_id (recipient)", jstr(e, "recipient_id"), c->sender_id);
@@ -498,28 +489,15 @@ static void check_item(rt_t *t, const char *label, const char *channel, const cJ
     /* The redacted text, with the sealed originals put back, is the customer's text. */
     const char *want_text = jstr(e, "text");
     if (want_text) {
-        char *text = sb_xstrdup(env->text);
-        for (size_t i = 0; i < c->n_redactions; i++) {
-            const char *ph = c->redactions[i]->placeholder;
-            char *p;
-            while ((p = strstr(text, ph)) != NULL) {
-                char *t2 = sb_xasprintf("%.*s%s%s", (int)(p - text), text,
-                                        c->redactions[i]->original, p + strlen(ph));
-                free(text);
-                text = t2;
-            }
-        }
+        char *text = fx_restored_text(label, env, c);
         eq(label, "text (restored)", want_text, text);
         free(text);
     }
 
     /* No PII outside sealed_contact. */
-    ProtobufCBinaryData sealed = env->sealed_contact;
-    env->sealed_contact.data = NULL;
-    env->sealed_contact.len = 0;
     uint8_t *bare = NULL;
     size_t bare_len = 0;
-    assert_int_equal(SB_CODEC_PACK(env, &bare, &bare_len), SB_OK);
+    fx_pack_unsealed(env, &bare, &bare_len);
     const char *pii[] = {c->sender_id,
                          c->display_name,
                          c->phone,
@@ -544,7 +522,6 @@ static void check_item(rt_t *t, const char *label, const char *channel, const cJ
             fail_msg("%s: \"%s\" in the Envelope outside sealed_contact", label, p->valuestring);
     }
     free(bare);
-    env->sealed_contact = sealed; /* freed with the message */
     SB_CODEC_FREE(c);
     SB_CODEC_FREE(env);
 }

@@ -29,6 +29,7 @@
 
 #include "channel.h"
 #include "ingress.h"
+#include "router_envelope_check.h"
 #include "sb/codec.h"
 #include "sb/ids.h"
 #include "sb/redact.h"
