@@ -355,6 +355,9 @@ void sb_chan_secrets_close(sb_chan_secrets_t *s);
 SB_MUST_CHECK bool sb_chan_secrets_hmac_sha256(const sb_chan_secrets_t *s,
                                                const sb_seal_part_t *parts, size_t nparts,
                                                const uint8_t mac[32]);
+/* True when s is prefix followed by exactly 64 hex digits (either case), decoded into mac: the
+ * "sha256=<hex>" / "v0=<hex>" form of an HMAC-SHA256 signature header. */
+SB_MUST_CHECK bool sb_chan_hex_mac(const char *s, const char *prefix, uint8_t mac[32]);
 /* Wipes and frees a heap string holding a secret (NULL: nothing). */
 void sb_chan_wipe_free(char *s);
 /* Counts UTF-8 characters (code points) of s. */
@@ -388,6 +391,14 @@ struct cJSON *sb_chan_json_parse(const uint8_t *body, size_t len);
 const char *sb_chan_json_str(const struct cJSON *obj, const char *key, size_t max);
 /* A heap copy of sb_chan_json_str, or NULL. */
 char *sb_chan_json_dup(const struct cJSON *obj, const char *key, size_t max);
+/* The integral JSON number member key of obj within [min, max] into *out; false when absent,
+ * not a number, fractional or out of range. */
+SB_MUST_CHECK bool sb_chan_json_int(const struct cJSON *obj, const char *key, int64_t min,
+                                    int64_t max, int64_t *out);
+/* Makes it a location item at the JSON numbers obj[lat_key], obj[lon_key] when they lie within
+ * ±90 / ±180 degrees; false (it untouched) when they do not. */
+SB_MUST_CHECK bool sb_chan_json_location(const struct cJSON *obj, const char *lat_key,
+                                         const char *lon_key, sb_chan_item_t *it);
 /* The object / array member key of obj, or NULL. */
 const struct cJSON *sb_chan_json_obj(const struct cJSON *obj, const char *key);
 const struct cJSON *sb_chan_json_arr(const struct cJSON *obj, const char *key);

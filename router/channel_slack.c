@@ -131,9 +131,7 @@ static sb_result_t sl_verify(const sb_channel_t *ch, const sb_http_request_t *re
         return SB_E_AUTH;
     }
     uint8_t got[32];
-    size_t glen = 0;
-    if (strncmp(sig, "v0=", 3) != 0 || strlen(sig + 3) != 64 ||
-        sb_seal_hex_decode(got, sizeof got, &glen, sig + 3, 64) != SB_OK || glen != 32) {
+    if (!sb_chan_hex_mac(sig, "v0=", got)) {
         *reason = "malformed_signature";
         return SB_E_AUTH;
     }

@@ -22,7 +22,6 @@
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -150,12 +149,7 @@ static sb_result_t tg_verify(const sb_channel_t *ch, const sb_http_request_t *re
 /* An integral JSON number within +-2^53 (Telegram ids fit in 52 bits). */
 static bool get_int(const cJSON *obj, const char *key, int64_t *out)
 {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-    if (!cJSON_IsNumber(v) || !(fabs(v->valuedouble) <= 9007199254740992.0) ||
-        v->valuedouble != floor(v->valuedouble))
-        return false;
-    *out = (int64_t)v->valuedouble;
-    return true;
+    return sb_chan_json_int(obj, key, -(1LL << 53), 1LL << 53, out);
 }
 
 enum up_result { UP_ITEM, UP_IGNORED, UP_SKIPPED, UP_BAD };
@@ -311,17 +305,10 @@ static enum up_result parse_message(up_ctx_t *c, const cJSON *m, bool edited, sb
     if (r != UP_SKIPPED) return r;
     const cJSON *loc = sb_chan_json_obj(m, "location");
     if (loc) {
-        const cJSON *lat = cJSON_GetObjectItemCaseSensitive(loc, "latitude");
-        const cJSON *lon = cJSON_GetObjectItemCaseSensitive(loc, "longitude");
-        if (!cJSON_IsNumber(lat) || !cJSON_IsNumber(lon) || !(fabs(lat->valuedouble) <= 90) ||
-            !(fabs(lon->valuedouble) <= 180)) {
+        if (!sb_chan_json_location(loc, "latitude", "longitude", it)) {
             c->reason = "unreadable location";
             return UP_BAD;
         }
-        it->kind = SB_CHAN_LOCATION;
-        it->has_location = true;
-        it->location.latitude = lat->valuedouble;
-        it->location.longitude = lon->valuedouble;
         const cJSON *venue = sb_chan_json_obj(m, "venue");
         it->location.name = sb_chan_json_dup(venue, "title", 1024);
         it->location.address = sb_chan_json_dup(venue, "address", 1024);

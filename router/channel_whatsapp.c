@@ -16,7 +16,6 @@
 #include "meta.h"
 
 #include <cjson/cJSON.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -159,15 +158,7 @@ static bool parse_message(const cJSON *m, const cJSON *contacts, const char *acc
     }
     if (strcmp(type, "location") == 0) {
         const cJSON *loc = sb_chan_json_obj(m, "location");
-        const cJSON *lat = cJSON_GetObjectItemCaseSensitive(loc, "latitude");
-        const cJSON *lon = cJSON_GetObjectItemCaseSensitive(loc, "longitude");
-        if (!cJSON_IsNumber(lat) || !cJSON_IsNumber(lon) || fabs(lat->valuedouble) > 90 ||
-            fabs(lon->valuedouble) > 180)
-            return false;
-        it->kind = SB_CHAN_LOCATION;
-        it->has_location = true;
-        it->location.latitude = lat->valuedouble;
-        it->location.longitude = lon->valuedouble;
+        if (!sb_chan_json_location(loc, "latitude", "longitude", it)) return false;
         it->location.name = sb_chan_json_dup(loc, "name", 1024);
         it->location.address = sb_chan_json_dup(loc, "address", 1024);
         return true;

@@ -6,6 +6,7 @@
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -350,6 +351,13 @@ bool sb_chan_secrets_hmac_sha256(const sb_chan_secrets_t *s, const sb_seal_part_
     return ok;
 }
 
+bool sb_chan_hex_mac(const char *s, const char *prefix, uint8_t mac[32])
+{
+    size_t plen = strlen(prefix), n = 0;
+    return strncmp(s, prefix, plen) == 0 && strlen(s + plen) == 64 &&
+           sb_seal_hex_decode(mac, 32, &n, s + plen, 64) == SB_OK && n == 32;
+}
+
 void sb_chan_wipe_free(char *s)
 {
     if (!s) return;
@@ -450,6 +458,32 @@ char *sb_chan_json_dup(const struct cJSON *obj, const char *key, size_t max)
 {
     const char *s = sb_chan_json_str(obj, key, max);
     return s ? sb_xstrdup(s) : NULL;
+}
+
+bool sb_chan_json_int(const struct cJSON *obj, const char *key, int64_t min, int64_t max,
+                      int64_t *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!cJSON_IsNumber(v) || !(v->valuedouble >= (double)min && v->valuedouble <= (double)max) ||
+        v->valuedouble != floor(v->valuedouble))
+        return false;
+    *out = (int64_t)v->valuedouble;
+    return true;
+}
+
+bool sb_chan_json_location(const struct cJSON *obj, const char *lat_key, const char *lon_key,
+                           sb_chan_item_t *it)
+{
+    const cJSON *lat = cJSON_GetObjectItemCaseSensitive(obj, lat_key);
+    const cJSON *lon = cJSON_GetObjectItemCaseSensitive(obj, lon_key);
+    if (!cJSON_IsNumber(lat) || !cJSON_IsNumber(lon) || !(fabs(lat->valuedouble) <= 90) ||
+        !(fabs(lon->valuedouble) <= 180))
+        return false;
+    it->kind = SB_CHAN_LOCATION;
+    it->has_location = true;
+    it->location.latitude = lat->valuedouble;
+    it->location.longitude = lon->valuedouble;
+    return true;
 }
 
 const struct cJSON *sb_chan_json_obj(const struct cJSON *obj, const char *key)

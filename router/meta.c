@@ -15,7 +15,6 @@
 #include "meta.h"
 
 #include <cjson/cJSON.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,9 +64,7 @@ sb_result_t sb_meta_verify(const sb_channel_t *ch, const sb_http_request_t *req,
         return SB_E_AUTH;
     }
     uint8_t got[32];
-    size_t glen = 0;
-    if (strncmp(h, "sha256=", 7) != 0 || strlen(h + 7) != 64 ||
-        sb_seal_hex_decode(got, sizeof got, &glen, h + 7, 64) != SB_OK || glen != 32) {
+    if (!sb_chan_hex_mac(h, "sha256=", got)) {
         *reason = "malformed_signature";
         return SB_E_AUTH;
     }
@@ -119,12 +116,7 @@ void sb_meta_window_policy(const sb_config_t *cfg, sb_chan_window_policy_t *out)
 /* A non-negative integer JSON number (Meta's ms times and watermarks); false otherwise. */
 static bool get_ms(const cJSON *obj, const char *key, int64_t *out)
 {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-    if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0) || v->valuedouble > 1e15 ||
-        v->valuedouble != floor(v->valuedouble))
-        return false;
-    *out = (int64_t)v->valuedouble;
-    return true;
+    return sb_chan_json_int(obj, key, 0, 1000000000000000LL, out);
 }
 
 /* What one messaging[] event became. */
@@ -166,17 +158,10 @@ static enum ev_result parse_attachment(ev_ctx_t *c, const cJSON *att, const char
     if (strcmp(type, "location") == 0) {
         /* Legacy location attachments: payload.coordinates.{lat,long}. */
         const cJSON *co = sb_chan_json_obj(payload, "coordinates");
-        const cJSON *lat = cJSON_GetObjectItemCaseSensitive(co, "lat");
-        const cJSON *lon = cJSON_GetObjectItemCaseSensitive(co, "long");
-        if (!cJSON_IsNumber(lat) || !cJSON_IsNumber(lon) || !(fabs(lat->valuedouble) <= 90) ||
-            !(fabs(lon->valuedouble) <= 180)) {
+        if (!sb_chan_json_location(co, "lat", "long", it)) {
             c->reason = "unreadable location";
             return EV_BAD;
         }
-        it->kind = SB_CHAN_LOCATION;
-        it->has_location = true;
-        it->location.latitude = lat->valuedouble;
-        it->location.longitude = lon->valuedouble;
         it->location.name = sb_chan_json_dup(att, "title", 1024);
         return EV_ITEM;
     }
