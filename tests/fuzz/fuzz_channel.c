@@ -61,10 +61,11 @@ static void verify(const fuzz_channel_t *fc, const sb_channel_t *ch, const uint8
         first_line = sb_xstrndup((const char *)data, nl ? (size_t)(nl - (const char *)data) : size);
         h[0].value = first_line;
     }
+    const char *path = fc->path ? fc->path : fc->ops->ingress_path;
     sb_http_request_t req = {.method = "POST",
-                             .path = fc->path,
+                             .path = path,
                              .query = "",
-                             .target = fc->path,
+                             .target = path,
                              .headers = h,
                              .nheaders = n,
                              .body = data,
@@ -170,7 +171,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     init();
     for (size_t i = 0; fuzz_channels[i]; i++) {
         const fuzz_channel_t *fc = fuzz_channels[i];
-        if (size > fc->max_input) continue;
+        if (size > channels[i]->max_body) continue;
         verify(fc, channels[i], data, size);
         parse(fc, channels[i], data, size);
         handshake(fc, channels[i], data, size);

@@ -30,12 +30,12 @@
 
 typedef struct fuzz_channel {
     const sb_channel_ops_t *ops;
-    /* Fills the channel's section of a zeroed config (called once). */
+    /* Fills the channel's section of a zeroed config (called once). Inputs above the body
+     * bound it configures are skipped, as the route refuses them. */
     void (*configure)(sb_config_t *cfg);
-    size_t max_input; /* the route's body bound: larger inputs are skipped */
 
     /* ---- verify ---- */
-    const char *path;               /* the webhook's route */
+    const char *path;               /* the webhook's path (NULL: ops->ingress_path) */
     int64_t now_s;                  /* verify's clock */
     sb_http_header_t headers[3];    /* the signature headers ({NULL} ends them) */
     bool secret_from_input;         /* headers[0] carries the input's first line instead */

@@ -67,8 +67,6 @@ static void check_ig_render(sb_result_t rc, const sb_chan_http_t *req)
 static const fuzz_channel_t messenger = {
     .ops = &sb_channel_messenger,
     .configure = configure,
-    .max_input = 3u << 20,
-    .path = "/",
     .headers = {{"X-Hub-Signature-256",
                  "sha256=cd6e69f5c40b50834443e041e9b936e9c312efe359f344d3cd17d10c93e9b848"}},
     .max_items = SB_CHAN_MAX_ITEMS,
@@ -80,8 +78,6 @@ static const fuzz_channel_t messenger = {
 static const fuzz_channel_t instagram = {
     .ops = &sb_channel_instagram,
     .configure = configure,
-    .max_input = 3u << 20,
-    .path = "/",
     .headers = {{"X-Hub-Signature-256",
                  "sha256=cd6e69f5c40b50834443e041e9b936e9c312efe359f344d3cd17d10c93e9b848"}},
     .max_items = SB_CHAN_MAX_ITEMS,

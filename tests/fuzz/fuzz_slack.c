@@ -49,7 +49,6 @@ static void check_render(sb_result_t rc, const sb_chan_http_t *req)
 static const fuzz_channel_t slack = {
     .ops = &sb_channel_slack,
     .configure = configure,
-    .max_input = 1u << 20,
     .path = "/v1/ingress/slack/events",
     .now_s = 1772442901,
     .headers = {{"X-Slack-Request-Timestamp", "1772442900"},

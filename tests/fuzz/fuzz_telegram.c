@@ -82,7 +82,6 @@ static void check_response(const sb_channel_t *ch, const uint8_t *data, size_t s
 static const fuzz_channel_t telegram = {
     .ops = &sb_channel_telegram,
     .configure = configure,
-    .max_input = 1u << 20,
     .path = "/v1/ingress/telegram/7000000777",
     .headers = {{"X-Telegram-Bot-Api-Secret-Token", NULL}},
     .secret_from_input = true,

@@ -111,7 +111,6 @@ static void check_form_round_trip(const sb_channel_t *ch, const uint8_t *data, s
 static const fuzz_channel_t twilio = {
     .ops = &sb_channel_twilio,
     .configure = configure,
-    .max_input = 1u << 20,
     .path = "/v1/ingress/twilio/messages",
     .headers = {{"X-Twilio-Signature", "3eggNqzZh8VWTjsyrzTa27fLJ2k="}},
     .verify_refuses_unreadable = true,

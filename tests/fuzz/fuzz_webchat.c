@@ -45,8 +45,6 @@ static void check_render(sb_result_t rc, const sb_chan_http_t *req)
 static const fuzz_channel_t webchat = {
     .ops = &sb_channel_webchat,
     .configure = configure,
-    .max_input = 65536, /* the route's bound */
-    .path = "/",
     .now_s = 1614265330,
     .headers = {{"webhook-id", "msg_p5jXN8AQM9LWM0D4loKWxJek"},
                 {"webhook-timestamp", "1614265330"},

@@ -35,8 +35,6 @@ static void check_render(sb_result_t rc, const sb_chan_http_t *req)
 static const fuzz_channel_t whatsapp = {
     .ops = &sb_channel_whatsapp,
     .configure = configure,
-    .max_input = 3u << 20,
-    .path = "/",
     .headers = {{"X-Hub-Signature-256",
                  "sha256=72b3c4775b2556816ed49eb45c9f1c3cdf8266ae7a5d1afc2c0d8aa4a6e7ddc9"}},
     .max_items = SB_CHAN_MAX_ITEMS,
