@@ -1,15 +1,16 @@
 /* The fuzz driver of every channel (fuzz_channel.c), and what a channel's own file
  * (fuzz_<name>.c) declares for it.
  *
- * One input goes through each channel listed in fuzz_channels[]:
+ * One input (skipped above the channel's configured body bound, as the route refuses it) goes
+ * through each channel listed in fuzz_channels[]:
  *   verify  the input as a webhook body with a fixed signature (or, for a secret token, the
  *           input's first line as that token): it must refuse, never crash; refusals carry a
  *           reason;
- *   parse   as if authentic: always SB_OK, at most max_items items, a rejection only where the
- *           channel may reject and then without items; a batch that is quarantined, rejected
- *           or publishes nothing says why (reason); every item has a
- *           dedup key and a sender, passes the channel's own check_item and builds an Envelope
- *           whose message_id is the keyed hash of its dedup key (or is refused as invalid);
+ *   parse   as if authentic: always SB_OK; at most max_items items; a rejection only where
+ *           the channel may reject, and then without items; a batch that is quarantined,
+ *           rejected or publishes nothing says why (reason); every item has a dedup key and
+ *           a sender, passes the channel's own check_item and builds an Envelope whose
+ *           message_id is the keyed hash of its dedup key (or is refused as invalid);
  *   handshake (channels that have one): a raw "GET <target> HTTP/1.1" input may only ever be
  *           answered 200 with the hub.challenge it carried, else 403;
  *   render  the input as the text (and a button) of an outbound message: the channel's
