@@ -9,6 +9,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "sb/util.h"
+
 typedef struct verb_def {
     const char *name;
     sb_console_verb_t verb;
@@ -73,47 +75,6 @@ static size_t next_word(const char **p, const char **start)
         s++;
     *p = s;
     return (size_t)(s - *start);
-}
-
-/* Counts the characters of n bytes of UTF-8; false if invalid or with control characters
- * other than tab. */
-static bool reply_chars(const char *s, size_t n, size_t *chars)
-{
-    const unsigned char *p = (const unsigned char *)s, *end = p + n;
-    size_t count = 0;
-    while (p < end) {
-        unsigned c = *p;
-        size_t len;
-        uint32_t cp;
-        if (c < 0x80) {
-            if ((c < 0x20 && c != '\t') || c == 0x7f) return false;
-            len = 1;
-            cp = c;
-        } else if ((c & 0xe0) == 0xc0) {
-            len = 2;
-            cp = c & 0x1f;
-        } else if ((c & 0xf0) == 0xe0) {
-            len = 3;
-            cp = c & 0x0f;
-        } else if ((c & 0xf8) == 0xf0) {
-            len = 4;
-            cp = c & 0x07;
-        } else {
-            return false;
-        }
-        if ((size_t)(end - p) < len) return false;
-        for (size_t i = 1; i < len; i++) {
-            if ((p[i] & 0xc0) != 0x80) return false;
-            cp = (cp << 6) | (p[i] & 0x3f);
-        }
-        if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-            cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-            return false;
-        p += len;
-        count++;
-    }
-    *chars = count;
-    return true;
 }
 
 /* Parses "N" or "#N" (1..SB_CONSOLE_MAX_TICKET). */
@@ -189,7 +150,7 @@ sb_result_t sb_console_parse(const char *line, sb_console_cmd_t *out, char *err,
             snprintf(err, errlen, "nothing to send: usage: %s", def->usage);
             return SB_E_INVALID;
         }
-        if (!reply_chars(p, (size_t)(end - p), &chars)) {
+        if (!sb_utf8_check(p, (size_t)(end - p), SB_UTF8_ALLOW_TAB, &chars)) {
             snprintf(err, errlen, "the reply is not valid UTF-8 or has control characters");
             return SB_E_INVALID;
         }

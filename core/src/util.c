@@ -244,3 +244,45 @@ sb_result_t sb_parse_hostport(const char *s, char *hostbuf, size_t hostlen, int 
     *port = (int)v;
     return SB_OK;
 }
+
+bool sb_utf8_check(const char *s, size_t n, unsigned flags, size_t *chars)
+{
+    const unsigned char *p = (const unsigned char *)s, *end = p + n;
+    size_t count = 0;
+    while (p < end) {
+        unsigned c = *p;
+        size_t len;
+        uint32_t cp;
+        if (c < 0x80) {
+            bool allowed = (c == '\t' && (flags & SB_UTF8_ALLOW_TAB)) ||
+                           (c == '\n' && (flags & SB_UTF8_ALLOW_NEWLINE)) ||
+                           (c == '\r' && (flags & SB_UTF8_ALLOW_CR));
+            if ((c < 0x20 && !allowed) || c == 0x7f) return false;
+            len = 1;
+            cp = c;
+        } else if ((c & 0xe0) == 0xc0) {
+            len = 2;
+            cp = c & 0x1f;
+        } else if ((c & 0xf0) == 0xe0) {
+            len = 3;
+            cp = c & 0x0f;
+        } else if ((c & 0xf8) == 0xf0) {
+            len = 4;
+            cp = c & 0x07;
+        } else {
+            return false;
+        }
+        if ((size_t)(end - p) < len) return false;
+        for (size_t i = 1; i < len; i++) {
+            if ((p[i] & 0xc0) != 0x80) return false;
+            cp = (cp << 6) | (p[i] & 0x3f);
+        }
+        if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+            cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return false;
+        p += len;
+        count++;
+    }
+    if (chars) *chars = count;
+    return true;
+}

@@ -224,9 +224,28 @@ static void test_clocks(void **state)
     assert_true(b >= a);
 }
 
+static void test_utf8_check(void **state)
+{
+    (void)state;
+    size_t n = 0;
+    assert_true(sb_utf8_check("h\xc3\xa9llo \xf0\x9f\x93\xa6", 11, 0, &n));
+    assert_int_equal(n, 7);
+    assert_false(sb_utf8_check("\xc0\xaf", 2, 0, NULL));         /* overlong '/' */
+    assert_false(sb_utf8_check("\xed\xa0\x80", 3, 0, NULL));     /* surrogate */
+    assert_false(sb_utf8_check("\xf4\x90\x80\x80", 4, 0, NULL)); /* above U+10FFFF */
+    assert_false(sb_utf8_check("\xe2\x82", 2, 0, NULL));         /* truncated */
+    assert_false(sb_utf8_check("a\x7f", 2, SB_UTF8_ALLOW_TAB, NULL));
+    assert_false(sb_utf8_check("a\nb", 3, SB_UTF8_ALLOW_TAB, NULL));
+    assert_true(sb_utf8_check("a\nb", 3, SB_UTF8_ALLOW_NEWLINE, NULL));
+    assert_false(sb_utf8_check("a\r\n", 3, SB_UTF8_ALLOW_NEWLINE, NULL));
+    assert_true(sb_utf8_check("a\r\n\t", 4,
+                              SB_UTF8_ALLOW_NEWLINE | SB_UTF8_ALLOW_CR | SB_UTF8_ALLOW_TAB, NULL));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_utf8_check),
         cmocka_unit_test(test_buf_append),
         cmocka_unit_test(test_buf_empty_appends),
         cmocka_unit_test(test_xasprintf_and_strndup),

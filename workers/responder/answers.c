@@ -160,41 +160,8 @@ static const char *text_or_en(const yaml_text_t *t, sb_locale_t loc)
  * included). With allow_newlines false, any control character is refused too. */
 static bool utf8_chars(const char *s, bool allow_newlines, size_t *chars)
 {
-    const unsigned char *p = (const unsigned char *)s;
-    size_t n = 0;
-    while (*p) {
-        unsigned c = *p;
-        size_t len;
-        uint32_t cp;
-        if (c < 0x80) {
-            if ((c < 0x20 && !(allow_newlines && (c == '\n' || c == '\t'))) || c == 0x7f)
-                return false;
-            len = 1;
-            cp = c;
-        } else if ((c & 0xe0) == 0xc0) {
-            len = 2;
-            cp = c & 0x1f;
-        } else if ((c & 0xf0) == 0xe0) {
-            len = 3;
-            cp = c & 0x0f;
-        } else if ((c & 0xf8) == 0xf0) {
-            len = 4;
-            cp = c & 0x07;
-        } else {
-            return false;
-        }
-        for (size_t i = 1; i < len; i++) {
-            if ((p[i] & 0xc0) != 0x80) return false;
-            cp = (cp << 6) | (p[i] & 0x3f);
-        }
-        if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-            cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-            return false;
-        p += len;
-        n++;
-    }
-    *chars = n;
-    return true;
+    return sb_utf8_check(s, strlen(s),
+                         allow_newlines ? SB_UTF8_ALLOW_NEWLINE | SB_UTF8_ALLOW_TAB : 0, chars);
 }
 
 static bool is_intent_name(const char *s)

@@ -30,6 +30,17 @@ void sb_buf_append(sb_buf_t *b, const void *p, size_t n);
 void sb_buf_appendf(sb_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void sb_buf_free(sb_buf_t *b);
 
+/* Text checks shared by every place that accepts text from outside (console replies, answers
+ * files, browser messages). Control characters other than those allowed by flags, and DEL,
+ * are refused. */
+#define SB_UTF8_ALLOW_TAB 1u
+#define SB_UTF8_ALLOW_NEWLINE 2u /* '\n' */
+#define SB_UTF8_ALLOW_CR 4u      /* '\r' */
+/* True when n bytes at s are valid UTF-8 (no overlongs, surrogates or code points above
+ * U+10FFFF) with no refused control character; *chars (may be NULL) gets the number of code
+ * points. */
+bool sb_utf8_check(const char *s, size_t n, unsigned flags, size_t *chars);
+
 /* Reads a whole file up to max bytes into a new NUL-terminated heap buffer. */
 #include "result.h"
 SB_MUST_CHECK sb_result_t sb_read_file(const char *path, size_t max, char **out, size_t *out_len);
