@@ -13,6 +13,8 @@
  * the same way with the same secret. Replies to the browser widget's own sessions (account
  * "browser", see webchat_browser.h) are delivered live instead by the deliver op
  * (webchat_live.c). */
+#include "channel_webchat.h"
+
 #include "channel.h"
 
 #include <cjson/cJSON.h>
@@ -23,12 +25,11 @@
 #include "sb/seal.h"
 #include "webchat_live.h"
 
-#define WC_MAX_KEY 64
 #define WC_MAX_SIG_HEADER 2048
 #define WC_MAX_SIGS 8
 
 typedef struct wc_priv {
-    uint8_t keys[SB_CHAN_MAX_SECRETS][WC_MAX_KEY];
+    uint8_t keys[SB_CHAN_MAX_SECRETS][SB_WEBCHAT_MAX_KEY];
     size_t keylens[SB_CHAN_MAX_SECRETS];
     size_t nkeys;
     int64_t max_skew_s;
@@ -51,14 +52,47 @@ static const char *wc_api_base(const sb_config_t *cfg)
 
 static const char *const wc_required[] = {"channels.webchat.signing_secret", NULL};
 
-/* "whsec_<base64>" -> key bytes. */
-static sb_result_t decode_secret(const char *s, uint8_t *key, size_t *keylen)
+sb_result_t sb_webchat_decode_secret(const char *s, uint8_t *key, size_t *keylen)
 {
     const char *b64 = s;
     if (strncmp(s, "whsec_", 6) == 0) b64 += 6;
-    if (sb_seal_base64_decode(key, WC_MAX_KEY, keylen, b64, strlen(b64)) != SB_OK || *keylen == 0)
+    if (sb_seal_base64_decode(key, SB_WEBCHAT_MAX_KEY, keylen, b64, strlen(b64)) != SB_OK ||
+        *keylen == 0)
         return SB_E_CONFIG;
     return SB_OK;
+}
+
+cJSON *sb_webchat_message_object(const sb_outbound_t *o, int64_t fallback_ms)
+{
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "schema", "webchat.v1");
+    cJSON_AddStringToObject(root, "type", "message.created");
+    cJSON_AddStringToObject(root, "id", o->message_id);
+    char at[32];
+    sb_chan_format_rfc3339(o->created_at_ms > 0 ? o->created_at_ms : fallback_ms, at, sizeof at);
+    cJSON_AddStringToObject(root, "occurred_at", at);
+    const char *author = "bot";
+    if (o->author == SWITCHBOARD__V1__AUTHOR__AUTHOR_AGENT)
+        author = "agent";
+    else if (o->author == SWITCHBOARD__V1__AUTHOR__AUTHOR_SYSTEM)
+        author = "system";
+    cJSON_AddStringToObject(root, "author", author);
+    cJSON *msg = cJSON_AddObjectToObject(root, "message");
+    cJSON_AddStringToObject(msg, "kind", "text");
+    cJSON_AddStringToObject(msg, "text", o->text ? o->text : "");
+    if (o->n_buttons > 0) {
+        cJSON *buttons = cJSON_AddArrayToObject(msg, "buttons");
+        for (size_t i = 0; i < o->n_buttons; i++) {
+            cJSON *b = cJSON_CreateObject();
+            cJSON_AddStringToObject(b, "id", o->buttons[i]->id ? o->buttons[i]->id : "");
+            cJSON_AddStringToObject(b, "title", o->buttons[i]->title ? o->buttons[i]->title : "");
+            cJSON_AddItemToArray(buttons, b);
+        }
+    }
+    if (o->in_reply_to && *o->in_reply_to)
+        cJSON_AddStringToObject(msg, "in_reply_to", o->in_reply_to);
+    if (o->locale && *o->locale) cJSON_AddStringToObject(msg, "locale", o->locale);
+    return root;
 }
 
 static sb_result_t wc_create(sb_channel_t *ch, const sb_config_t *cfg, char *err, size_t errlen)
@@ -70,7 +104,7 @@ static sb_result_t wc_create(sb_channel_t *ch, const sb_config_t *cfg, char *err
     size_t n = sb_chan_split_secrets(cfg->webchat.signing_secret, &store, tok, SB_CHAN_MAX_SECRETS);
     sb_result_t rc = SB_OK;
     for (size_t i = 0; i < n; i++) {
-        if (decode_secret(tok[i], p->keys[i], &p->keylens[i]) != SB_OK) {
+        if (sb_webchat_decode_secret(tok[i], p->keys[i], &p->keylens[i]) != SB_OK) {
             snprintf(err, errlen,
                      "channels.webchat.signing_secret: expected whsec_<base64> (secret %zu)",
                      i + 1);
@@ -344,33 +378,11 @@ static sb_result_t wc_render(const sb_channel_t *ch, const sb_chan_send_t *send,
     int64_t now_s = send->now_s;
     if (!rcpt->address || !*rcpt->address || !o->message_id || !*o->message_id || p->nkeys == 0)
         return SB_E_INVALID;
-    cJSON *root = cJSON_CreateObject();
-    cJSON_AddStringToObject(root, "schema", "webchat.v1");
-    cJSON_AddStringToObject(root, "type", "message.created");
-    cJSON_AddStringToObject(root, "id", o->message_id);
-    char at[32];
-    sb_chan_format_rfc3339(o->created_at_ms > 0 ? o->created_at_ms : now_s * 1000, at, sizeof at);
-    cJSON_AddStringToObject(root, "occurred_at", at);
+    cJSON *root = sb_webchat_message_object(o, now_s * 1000);
     if (rcpt->session_id && *rcpt->session_id)
         cJSON_AddStringToObject(root, "session_id", rcpt->session_id);
     cJSON *visitor = cJSON_AddObjectToObject(root, "visitor");
     cJSON_AddStringToObject(visitor, "id", rcpt->address);
-    cJSON_AddStringToObject(root, "author",
-                            o->author == SWITCHBOARD__V1__AUTHOR__AUTHOR_AGENT ? "agent" : "bot");
-    cJSON *msg = cJSON_AddObjectToObject(root, "message");
-    cJSON_AddStringToObject(msg, "kind", "text");
-    cJSON_AddStringToObject(msg, "text", o->text ? o->text : "");
-    if (o->n_buttons > 0) {
-        cJSON *buttons = cJSON_AddArrayToObject(msg, "buttons");
-        for (size_t i = 0; i < o->n_buttons; i++) {
-            cJSON *b = cJSON_CreateObject();
-            cJSON_AddStringToObject(b, "id", o->buttons[i]->id ? o->buttons[i]->id : "");
-            cJSON_AddStringToObject(b, "title", o->buttons[i]->title ? o->buttons[i]->title : "");
-            cJSON_AddItemToArray(buttons, b);
-        }
-    }
-    if (o->in_reply_to && *o->in_reply_to)
-        cJSON_AddStringToObject(msg, "in_reply_to", o->in_reply_to);
     sb_chan_http_t r;
     sb_result_t rc = sb_chan_http_post_json(root, sb_xasprintf("%s/messages", api_base),
                                             "application/json", NULL, &r);

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "channel_webchat.h"
 #include "sb/log.h"
 #include "sb/metrics.h"
 #include "sb/util.h"
@@ -482,32 +483,7 @@ bool sb_webchat_live_is_browser(const sb_recipient_t *rcpt)
 char *sb_webchat_live_event_json(const sb_outbound_t *o, int64_t now_ms)
 {
     if (!o || !o->message_id || !event_id_ok(o->message_id)) return NULL;
-    cJSON *root = cJSON_CreateObject();
-    cJSON_AddStringToObject(root, "schema", "webchat.v1");
-    cJSON_AddStringToObject(root, "type", "message.created");
-    cJSON_AddStringToObject(root, "id", o->message_id);
-    char at[32];
-    sb_chan_format_rfc3339(o->created_at_ms > 0 ? o->created_at_ms : now_ms, at, sizeof at);
-    cJSON_AddStringToObject(root, "occurred_at", at);
-    const char *author = "bot";
-    if (o->author == SWITCHBOARD__V1__AUTHOR__AUTHOR_AGENT)
-        author = "agent";
-    else if (o->author == SWITCHBOARD__V1__AUTHOR__AUTHOR_SYSTEM)
-        author = "system";
-    cJSON_AddStringToObject(root, "author", author);
-    cJSON *msg = cJSON_AddObjectToObject(root, "message");
-    cJSON_AddStringToObject(msg, "kind", "text");
-    cJSON_AddStringToObject(msg, "text", o->text ? o->text : "");
-    if (o->n_buttons > 0) {
-        cJSON *buttons = cJSON_AddArrayToObject(msg, "buttons");
-        for (size_t i = 0; i < o->n_buttons; i++) {
-            cJSON *b = cJSON_CreateObject();
-            cJSON_AddStringToObject(b, "id", o->buttons[i]->id ? o->buttons[i]->id : "");
-            cJSON_AddStringToObject(b, "title", o->buttons[i]->title ? o->buttons[i]->title : "");
-            cJSON_AddItemToArray(buttons, b);
-        }
-    }
-    if (o->locale && *o->locale) cJSON_AddStringToObject(msg, "locale", o->locale);
+    cJSON *root = sb_webchat_message_object(o, now_ms);
     char *json = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
     return json;

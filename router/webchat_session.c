@@ -6,12 +6,12 @@
 #include <string.h>
 
 #include "channel.h"
+#include "channel_webchat.h"
 #include "sb/seal.h"
 #include "sb/util.h"
 
 #define TOKEN_PREFIX "v1."
 #define KDF_LABEL "switchboard webchat session token v1"
-#define MAX_SECRET_BYTES 64
 #define NFIELDS 7
 #define MAX_PAYLOAD                                                                                \
     (2 * (SB_WEBCHAT_ID_LEN + 1) + SB_WEBCHAT_MAX_ORIGIN + SB_WEBCHAT_MAX_LOCALE + 64)
@@ -30,12 +30,9 @@ sb_result_t sb_webchat_tokens_create(sb_webchat_tokens_t **out, const char *secr
     size_t n = sb_chan_split_secrets(secrets ? secrets : "", &store, tok, SB_CHAN_MAX_SECRETS);
     sb_result_t rc = SB_OK;
     for (size_t i = 0; i < n; i++) {
-        const char *b64 = tok[i];
-        if (strncmp(b64, "whsec_", 6) == 0) b64 += 6;
-        uint8_t secret[MAX_SECRET_BYTES];
+        uint8_t secret[SB_WEBCHAT_MAX_KEY];
         size_t slen = 0;
-        if (sb_seal_base64_decode(secret, sizeof secret, &slen, b64, strlen(b64)) != SB_OK ||
-            slen == 0) {
+        if (sb_webchat_decode_secret(tok[i], secret, &slen) != SB_OK) {
             snprintf(err, errlen,
                      "channels.webchat.signing_secret: expected whsec_<base64> (secret %zu)",
                      i + 1);
