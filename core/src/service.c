@@ -19,6 +19,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <pthread.h>
+
+#include "sb/http.h"
 #include "sb/log.h"
 #include "sb/seal.h"
 #include "sb/util.h"
@@ -188,4 +191,57 @@ void sb_service_close(sb_service_t *svc)
     sb_bus_destroy(svc->bus);
     svc->bus = NULL;
     sb_config_free(&svc->cfg);
+}
+
+/* The work thread: when work ends (stop requested, or a fatal error inside it), the ops
+ * server stops too. */
+typedef struct run_ctx {
+    void *(*work)(void *ctx);
+    void *ctx;
+} run_ctx_t;
+
+static void *run_work(void *arg)
+{
+    run_ctx_t *rc = arg;
+    rc->work(rc->ctx);
+    sb_service_request_stop();
+    return NULL;
+}
+
+sb_result_t sb_service_run(sb_service_t *svc, const char *listen, const char *listen_key,
+                           bool (*ready)(void *ctx), void *(*work)(void *ctx), void *ctx)
+{
+    if (svc == NULL || work == NULL) return SB_E_INVALID;
+    if (listen == NULL || listen[0] == '\0') {
+        work(ctx);
+        return SB_OK;
+    }
+    const sb_http_limits_t limits = {
+        .max_header_bytes = 8192,
+        .max_headers = 64,
+        .request_timeout_ms = 10000,
+        .idle_timeout_ms = 30000,
+        .max_connections = 64,
+    };
+    sb_http_server_t *srv = NULL;
+    sb_result_t r = sb_http_server_create(&srv, listen, &limits);
+    if (r != SB_OK) {
+        SB_ERROR("service", "cannot listen key=%s listen=%s result=\"%s\"",
+                 listen_key ? listen_key : "-", listen, sb_result_str(r));
+        return r;
+    }
+    sb_http_server_ops_routes(srv, ready, ctx);
+    pthread_t thread;
+    run_ctx_t rc = {work, ctx};
+    if (pthread_create(&thread, NULL, run_work, &rc) != 0) {
+        SB_ERROR("service", "cannot start the work thread");
+        sb_http_server_destroy(srv);
+        return SB_E_INTERNAL;
+    }
+    SB_INFO("service", "ops endpoints listen=%s", listen);
+    r = sb_http_server_run(srv);
+    sb_service_request_stop();
+    pthread_join(thread, NULL);
+    sb_http_server_destroy(srv);
+    return r;
 }

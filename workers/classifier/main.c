@@ -61,7 +61,6 @@ typedef struct app {
     sb_nlu_t *shadow;           /* shadow model + the same rules; pull thread only */
     sb_metric_t *shadow_info;   /* gauge of the shadow version */
     uint64_t shadow_agree, shadow_total;
-    sb_http_server_t *srv; /* NULL without metrics_listen */
     atomic_bool ready;
 } app_t;
 
@@ -423,7 +422,6 @@ static void *pull_loop(void *arg)
         }
     }
     sb_bus_pull_destroy(pull);
-    if (app->srv) sb_http_server_stop(app->srv);
     return NULL;
 }
 
@@ -438,7 +436,6 @@ int main(int argc, char **argv)
     static app_t app;
     char err[512] = "";
     int status = 1;
-    pthread_t thread;
 
     int rc = sb_service_init(&app.svc, "classifier", argc, argv, NULL,
                              "switchboard-classifier [--config FILE] [--print-config]\n"
@@ -505,39 +502,11 @@ int main(int argc, char **argv)
         goto close_nlu;
     }
 
-    const char *listen = cfg->classifier.metrics_listen;
-    if (listen && listen[0]) {
-        const sb_http_limits_t limits = {
-            .max_header_bytes = 8192,
-            .max_headers = 64,
-            .request_timeout_ms = 10000,
-            .idle_timeout_ms = 30000,
-            .max_connections = 64,
-        };
-        r = sb_http_server_create(&app.srv, listen, &limits);
-        if (r != SB_OK) {
-            SB_ERROR(MOD, "cannot listen key=classifier.metrics_listen listen=%s result=\"%s\"",
-                     listen, sb_result_str(r));
-            goto close_nlu;
-        }
-        sb_http_server_ops_routes(app.srv, is_ready, &app);
-        if (pthread_create(&thread, NULL, pull_loop, &app) != 0) {
-            SB_ERROR(MOD, "cannot start the pull thread");
-            goto close_server;
-        }
-        SB_INFO(MOD, "ops endpoints listen=%s", listen);
-        r = sb_http_server_run(app.srv);
-        sb_service_request_stop();
-        pthread_join(thread, NULL);
-        status = r == SB_OK ? 0 : 1;
-    } else {
-        pull_loop(&app);
-        status = 0;
-    }
+    r = sb_service_run(&app.svc, cfg->classifier.metrics_listen, "classifier.metrics_listen",
+                       is_ready, pull_loop, &app);
+    status = r == SB_OK ? 0 : 1;
     SB_INFO(MOD, "stopped");
 
-close_server:
-    if (app.srv) sb_http_server_destroy(app.srv);
 close_nlu:
     sb_nlu_work_destroy(app.work);
     free_nlu(app.nlu);

@@ -27,7 +27,6 @@
 typedef struct app {
     sb_service_t svc;
     sb_responder_t resp;
-    sb_http_server_t *srv; /* NULL without metrics_listen */
     atomic_bool ready;
 } app_t;
 
@@ -129,7 +128,6 @@ static void *pull_loop(void *arg)
         }
     }
     sb_bus_pull_destroy(pull);
-    if (app->srv) sb_http_server_stop(app->srv);
     return NULL;
 }
 
@@ -145,7 +143,6 @@ int main(int argc, char **argv)
     static app_t app;
     char err[512];
     int status = 1;
-    pthread_t thread;
 
     int rc = sb_service_init(&app.svc, "responder", argc, argv, required,
                              "switchboard-responder [--config FILE] [--print-config]\n"
@@ -176,39 +173,11 @@ int main(int argc, char **argv)
     }
     app.resp.bus = app.svc.bus;
 
-    const char *listen = app.svc.cfg.responder.metrics_listen;
-    if (listen && listen[0]) {
-        const sb_http_limits_t limits = {
-            .max_header_bytes = 8192,
-            .max_headers = 64,
-            .request_timeout_ms = 10000,
-            .idle_timeout_ms = 30000,
-            .max_connections = 64,
-        };
-        r = sb_http_server_create(&app.srv, listen, &limits);
-        if (r != SB_OK) {
-            SB_ERROR(MOD, "cannot listen key=responder.metrics_listen listen=%s result=\"%s\"",
-                     listen, sb_result_str(r));
-            goto close_responder;
-        }
-        sb_http_server_ops_routes(app.srv, is_ready, &app);
-        if (pthread_create(&thread, NULL, pull_loop, &app) != 0) {
-            SB_ERROR(MOD, "cannot start the pull thread");
-            goto close_server;
-        }
-        SB_INFO(MOD, "ops endpoints listen=%s", listen);
-        r = sb_http_server_run(app.srv);
-        sb_service_request_stop();
-        pthread_join(thread, NULL);
-        status = r == SB_OK ? 0 : 1;
-    } else {
-        pull_loop(&app);
-        status = 0;
-    }
+    r = sb_service_run(&app.svc, app.svc.cfg.responder.metrics_listen, "responder.metrics_listen",
+                       is_ready, pull_loop, &app);
+    status = r == SB_OK ? 0 : 1;
     SB_INFO(MOD, "stopped");
 
-close_server:
-    if (app.srv) sb_http_server_destroy(app.srv);
 close_responder:
     sb_responder_close(&app.resp);
 close_service:

@@ -27,6 +27,14 @@ SB_MUST_CHECK sb_result_t sb_service_connect(sb_service_t *svc, bool ensure_stre
 bool sb_service_stopping(void);
 /* Marks the service as stopping (as a signal would). */
 void sb_service_request_stop(void);
+/* Runs work(ctx) until the service stops. With listen ("host:port") set, this thread serves
+ * /healthz, /readyz (ready(ctx); NULL = always ready) and /metrics there while work runs on a
+ * thread of its own; with listen NULL or empty, work runs on this thread. work returns when
+ * sb_service_stopping() becomes true. listen_key names the config key in the error when the
+ * port cannot be bound. Returns SB_OK after a clean stop. */
+SB_MUST_CHECK sb_result_t sb_service_run(sb_service_t *svc, const char *listen,
+                                         const char *listen_key, bool (*ready)(void *ctx),
+                                         void *(*work)(void *ctx), void *ctx);
 void sb_service_close(sb_service_t *svc);
 
 #endif
