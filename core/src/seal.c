@@ -14,7 +14,9 @@
 #include <openssl/core_names.h>
 #include <openssl/evp.h>
 #include <openssl/params.h>
+#include <pthread.h>
 #include <sodium.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,7 +32,14 @@
 _Static_assert(SB_SEAL_KEY_BYTES == crypto_aead_xchacha20poly1305_ietf_KEYBYTES, "aead key");
 _Static_assert(SB_SEAL_KEY_BYTES == crypto_box_PUBLICKEYBYTES, "box public key");
 _Static_assert(SB_SEAL_KEY_BYTES == crypto_box_SECRETKEYBYTES, "box secret key");
-_Static_assert(SB_SEAL_BOX_OVERHEAD == crypto_box_SEALBYTES, "box overhead");
+#define BOX_MAGIC "SBX1"
+#define BOX_MAGIC_LEN 4
+_Static_assert(SB_SEAL_BOX_OVERHEAD == BOX_MAGIC_LEN + crypto_box_PUBLICKEYBYTES +
+                                           crypto_box_NONCEBYTES + crypto_box_MACBYTES,
+               "box overhead");
+_Static_assert(crypto_box_BEFORENMBYTES == SB_SEAL_KEY_BYTES, "shared key size");
+#define BOX_SENDERS 8  /* recipients a process seals to (contact key, recipient key...) */
+#define BOX_OPENERS 64 /* ephemeral keys whose shared keys an opener keeps */
 _Static_assert(SB_SEAL_AEAD_OVERHEAD == AEAD_HEADER + AEAD_NONCE + AEAD_TAG, "aead overhead");
 _Static_assert(SB_SEAL_KEY_BYTES == crypto_generichash_KEYBYTES, "hash key");
 
@@ -59,22 +68,147 @@ void sb_seal_box_keypair(uint8_t pk[SB_SEAL_KEY_BYTES], uint8_t sk[SB_SEAL_KEY_B
     crypto_box_keypair(pk, sk);
 }
 
+/* Sender side: one ephemeral key pair and its shared key per recipient, renewed per epoch. */
+typedef struct box_sender {
+    uint8_t recipient[SB_SEAL_KEY_BYTES];
+    uint8_t epk[SB_SEAL_KEY_BYTES];
+    uint8_t k[crypto_box_BEFORENMBYTES];
+    int64_t born_s;
+    uint32_t uses;
+    bool used;
+} box_sender_t;
+
+/* Opener side: shared keys of recently seen (our public key, ephemeral key) pairs. */
+typedef struct box_opened {
+    uint8_t pk[SB_SEAL_KEY_BYTES];
+    uint8_t epk[SB_SEAL_KEY_BYTES];
+    uint8_t k[crypto_box_BEFORENMBYTES];
+    uint64_t last_use;
+    bool used;
+} box_opened_t;
+
+static pthread_mutex_t box_mu = PTHREAD_MUTEX_INITIALIZER;
+static box_sender_t box_senders[BOX_SENDERS];
+static box_opened_t box_opened[BOX_OPENERS];
+static uint64_t box_clock;
+
+static int64_t mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec;
+}
+
+/* Copies the current epoch's epk and shared key for pk, renewing them when due. */
+static sb_result_t sender_keys(const uint8_t pk[SB_SEAL_KEY_BYTES], uint8_t epk[SB_SEAL_KEY_BYTES],
+                               uint8_t k[crypto_box_BEFORENMBYTES])
+{
+    sb_result_t rc = SB_OK;
+    int64_t now = mono_s();
+    pthread_mutex_lock(&box_mu);
+    box_sender_t *s = NULL, *victim = &box_senders[0];
+    for (size_t i = 0; i < BOX_SENDERS; i++) {
+        if (box_senders[i].used &&
+            sodium_memcmp(box_senders[i].recipient, pk, SB_SEAL_KEY_BYTES) == 0) {
+            s = &box_senders[i];
+            break;
+        }
+        if (!box_senders[i].used || box_senders[i].born_s < victim->born_s)
+            victim = &box_senders[i];
+    }
+    if (s == NULL || now - s->born_s >= SB_SEAL_BOX_EPOCH_S || s->uses >= SB_SEAL_BOX_EPOCH_MSGS) {
+        if (s == NULL) s = victim;
+        uint8_t esk[crypto_box_SECRETKEYBYTES];
+        crypto_box_keypair(s->epk, esk);
+        if (crypto_box_beforenm(s->k, pk, esk) != 0) {
+            rc = SB_E_CRYPTO; /* a degenerate public key */
+            sodium_memzero(s, sizeof *s);
+        } else {
+            memcpy(s->recipient, pk, SB_SEAL_KEY_BYTES);
+            s->born_s = now;
+            s->uses = 0;
+            s->used = true;
+        }
+        sodium_memzero(esk, sizeof esk);
+    }
+    if (rc == SB_OK) {
+        s->uses++;
+        memcpy(epk, s->epk, SB_SEAL_KEY_BYTES);
+        memcpy(k, s->k, crypto_box_BEFORENMBYTES);
+    }
+    pthread_mutex_unlock(&box_mu);
+    return rc;
+}
+
 sb_result_t sb_seal_box(uint8_t *out, const void *msg, size_t mlen,
                         const uint8_t pk[SB_SEAL_KEY_BYTES])
 {
     if (mlen > SIZE_MAX - SB_SEAL_BOX_OVERHEAD) return SB_E_TOO_LARGE;
-    /* Fails only for a degenerate public key (e.g. all zeros). */
-    if (crypto_box_seal(out, msg, mlen, pk) != 0) return SB_E_CRYPTO;
-    return SB_OK;
+    uint8_t k[crypto_box_BEFORENMBYTES];
+    uint8_t *epk = out + BOX_MAGIC_LEN, *nonce = epk + crypto_box_PUBLICKEYBYTES;
+    sb_result_t rc = sender_keys(pk, epk, k);
+    if (rc == SB_OK) {
+        memcpy(out, BOX_MAGIC, BOX_MAGIC_LEN);
+        randombytes_buf(nonce, crypto_box_NONCEBYTES);
+        if (crypto_box_easy_afternm(nonce + crypto_box_NONCEBYTES, msg, mlen, nonce, k) != 0)
+            rc = SB_E_CRYPTO;
+    }
+    sodium_memzero(k, sizeof k);
+    return rc;
+}
+
+/* The shared key of (pk, epk) from the cache, computing it with sk on a miss. */
+static sb_result_t opener_key(const uint8_t pk[SB_SEAL_KEY_BYTES],
+                              const uint8_t sk[SB_SEAL_KEY_BYTES], const uint8_t *epk,
+                              uint8_t k[crypto_box_BEFORENMBYTES])
+{
+    sb_result_t rc = SB_OK;
+    pthread_mutex_lock(&box_mu);
+    box_opened_t *hit = NULL, *victim = &box_opened[0];
+    for (size_t i = 0; i < BOX_OPENERS; i++) {
+        box_opened_t *o = &box_opened[i];
+        if (o->used && sodium_memcmp(o->epk, epk, SB_SEAL_KEY_BYTES) == 0 &&
+            sodium_memcmp(o->pk, pk, SB_SEAL_KEY_BYTES) == 0) {
+            hit = o;
+            break;
+        }
+        if (!o->used || o->last_use < victim->last_use) victim = o;
+    }
+    if (hit == NULL) {
+        /* One X25519 per ephemeral key. A forged epk costs the forger as much as us, and its
+         * box still fails authentication below. */
+        if (crypto_box_beforenm(victim->k, epk, sk) != 0) {
+            rc = SB_E_CRYPTO;
+        } else {
+            memcpy(victim->pk, pk, SB_SEAL_KEY_BYTES);
+            memcpy(victim->epk, epk, SB_SEAL_KEY_BYTES);
+            victim->used = true;
+            hit = victim;
+        }
+    }
+    if (hit != NULL) {
+        hit->last_use = ++box_clock;
+        memcpy(k, hit->k, crypto_box_BEFORENMBYTES);
+    }
+    pthread_mutex_unlock(&box_mu);
+    return rc;
 }
 
 sb_result_t sb_seal_box_open(uint8_t *out, const uint8_t *c, size_t clen,
                              const uint8_t pk[SB_SEAL_KEY_BYTES],
                              const uint8_t sk[SB_SEAL_KEY_BYTES])
 {
-    if (clen < SB_SEAL_BOX_OVERHEAD) return SB_E_CRYPTO;
-    if (crypto_box_seal_open(out, c, clen, pk, sk) != 0) return SB_E_CRYPTO;
-    return SB_OK;
+    if (clen < SB_SEAL_BOX_OVERHEAD || memcmp(c, BOX_MAGIC, BOX_MAGIC_LEN) != 0) return SB_E_CRYPTO;
+    const uint8_t *epk = c + BOX_MAGIC_LEN, *nonce = epk + crypto_box_PUBLICKEYBYTES;
+    const uint8_t *box = nonce + crypto_box_NONCEBYTES;
+    size_t blen = clen - BOX_MAGIC_LEN - crypto_box_PUBLICKEYBYTES - crypto_box_NONCEBYTES;
+    uint8_t k[crypto_box_BEFORENMBYTES];
+    sb_result_t rc = opener_key(pk, sk, epk, k);
+    /* open_easy_afternm verifies the tag before writing any plaintext. */
+    if (rc == SB_OK && crypto_box_open_easy_afternm(out, box, blen, nonce, k) != 0)
+        rc = SB_E_CRYPTO;
+    sodium_memzero(k, sizeof k);
+    return rc;
 }
 
 static void put_be32(uint8_t *p, uint32_t v)

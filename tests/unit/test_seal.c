@@ -457,9 +457,46 @@ static void test_random_and_wipe(void **state)
     assert_memory_equal(a, zero, sizeof a);
 }
 
+/* The epoch-keyed box: many messages share one ephemeral key (cheap), each opens on its own,
+ * boxes to other recipients do not open, and every byte of the frame is authenticated. */
+static void test_box_epoch(void **state)
+{
+    (void)state;
+    uint8_t pk[SB_SEAL_KEY_BYTES], sk[SB_SEAL_KEY_BYTES];
+    uint8_t pk2[SB_SEAL_KEY_BYTES], sk2[SB_SEAL_KEY_BYTES];
+    sb_seal_box_keypair(pk, sk);
+    sb_seal_box_keypair(pk2, sk2);
+    uint8_t a[SB_SEAL_BOX_OVERHEAD + 5], b[SB_SEAL_BOX_OVERHEAD + 5], m[5];
+    assert_int_equal(sb_seal_box(a, "hello", 5, pk), SB_OK);
+    assert_int_equal(sb_seal_box(b, "hello", 5, pk), SB_OK);
+    assert_memory_equal(a, "SBX1", 4);
+    assert_memory_equal(a + 4, b + 4, 32);           /* same epoch, same ephemeral key */
+    assert_memory_not_equal(a + 36, b + 36, 24);     /* fresh nonce per message */
+    assert_memory_not_equal(a + 60, b + 60, 5 + 16); /* so different ciphertexts */
+    assert_int_equal(sb_seal_box_open(m, a, sizeof a, pk, sk), SB_OK);
+    assert_memory_equal(m, "hello", 5);
+    assert_int_equal(sb_seal_box_open(m, b, sizeof b, pk, sk), SB_OK);
+    assert_int_equal(sb_seal_box_open(m, a, sizeof a, pk2, sk2), SB_E_CRYPTO);
+    /* A box to another recipient uses another ephemeral key and opens only there. */
+    uint8_t c[SB_SEAL_BOX_OVERHEAD + 5];
+    assert_int_equal(sb_seal_box(c, "other", 5, pk2), SB_OK);
+    assert_memory_not_equal(a + 4, c + 4, 32);
+    assert_int_equal(sb_seal_box_open(m, c, sizeof c, pk2, sk2), SB_OK);
+    assert_memory_equal(m, "other", 5);
+    assert_int_equal(sb_seal_box_open(m, c, sizeof c, pk, sk), SB_E_CRYPTO);
+    /* Every byte is covered: magic, ephemeral key, nonce, tag, ciphertext. */
+    for (size_t i = 0; i < sizeof a; i++) {
+        uint8_t t[sizeof a];
+        memcpy(t, a, sizeof a);
+        t[i] ^= 0x01;
+        assert_int_equal(sb_seal_box_open(m, t, sizeof t, pk, sk), SB_E_CRYPTO);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_box_epoch),
         cmocka_unit_test(test_box_round_trip_and_tamper),
         cmocka_unit_test(test_aead_round_trip),
         cmocka_unit_test(test_aead_tamper),
