@@ -13,12 +13,22 @@ typedef struct nlu_lex_entry {
 
 typedef struct nlu_lex {
     const nlu_lex_entry_t **slots;
+    uint32_t *hash; /* per slot: the word's hash, so that most probes skip the compare */
+    uint32_t *len;  /* per slot: the word's length */
     uint32_t mask;
 } nlu_lex_t;
+
+/* The hash nlu_lex_find uses, for callers that look one word up in several tables. */
+static inline uint32_t nlu_lex_hash(const char *s, size_t n)
+{
+    return nlu_mix32(sb_nlu_hash(s, n, 0));
+}
 
 /* Builds lx over entries[0..n) (borrowed). Call once (pthread_once) before any lookup. */
 void nlu_lex_build(nlu_lex_t *lx, const nlu_lex_entry_t *entries, size_t n);
 /* The entry of the n-byte word s, or NULL. Any thread after the build. */
 const nlu_lex_entry_t *nlu_lex_find(const nlu_lex_t *lx, const char *s, size_t n);
+/* The same with h = nlu_lex_hash(s, n) computed by the caller. */
+const nlu_lex_entry_t *nlu_lex_find_h(const nlu_lex_t *lx, const char *s, size_t n, uint32_t h);
 
 #endif

@@ -174,9 +174,6 @@ typedef struct sb_nlu_train_opts {
     uint32_t knn_k;                    /* neighbours in the example memory's vote */
     float knn_weight;                  /* share of that vote in the probabilities (0 = no
                                           memory stored) */
-    float prior_tau;                   /* biases lose prior_tau · log(intent frequency in
-                                          training): how many examples someone wrote for an
-                                          intent should not decide how often it wins */
     bool verbose;                      /* progress lines on stderr */
 } sb_nlu_train_opts_t;
 

@@ -415,12 +415,14 @@ size_t nlu_sentiment_lexicon_size(const char *lang)
  * lexicon of the language li (-1: each of en, nl, fr in turn). */
 static const nlu_lex_entry_t *find(const sb_nlu_token_t *t, uint32_t mask, int li)
 {
-    const nlu_lex_entry_t *e = nlu_lex_find(&lex, t->s, t->len);
+    if (t->len == 0 || t->len > 40) return NULL;
+    uint32_t h = nlu_lex_hash(t->s, t->len);
+    const nlu_lex_entry_t *e = nlu_lex_find_h(&lex, t->s, t->len, h);
     if (e && (e->flags & mask)) return e;
     if (t->kind != SB_NLU_TOK_WORD) return NULL;
-    if (li >= 0) return nlu_lex_find(&lang_lex[li], t->s, t->len);
+    if (li >= 0) return nlu_lex_find_h(&lang_lex[li], t->s, t->len, h);
     for (int l = 0; l <= NLU_LANG_FR; l++)
-        if ((e = nlu_lex_find(&lang_lex[l], t->s, t->len))) return e;
+        if ((e = nlu_lex_find_h(&lang_lex[l], t->s, t->len, h))) return e;
     return NULL;
 }
 
