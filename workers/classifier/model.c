@@ -58,8 +58,7 @@ struct sb_nlu_model {
     uint32_t nrows;
     uint32_t *keys;    /* ascending bucket ids */
     uint32_t tab_mask; /* lookup: bucket → row */
-    uint32_t *tab_keys;
-    uint32_t *tab_rows;
+    uint32_t *tab;     /* pairs (bucket, row): one cache line per probe */
     bool quant;
     float *wf;       /* nrows * nlabels, when !quant */
     int8_t *wq;      /* nrows * nlabels, when quant */
@@ -240,15 +239,14 @@ static void build_table(sb_nlu_model_t *m)
 {
     uint32_t size = pow2_at_least((uint64_t)m->nrows * 2 + 1);
     m->tab_mask = size - 1;
-    m->tab_keys = sb_xmalloc((size_t)size * sizeof *m->tab_keys);
-    m->tab_rows = sb_xmalloc((size_t)size * sizeof *m->tab_rows);
-    memset(m->tab_keys, 0xff, (size_t)size * sizeof *m->tab_keys);
+    m->tab = sb_xmalloc((size_t)size * 2 * sizeof *m->tab);
+    memset(m->tab, 0xff, (size_t)size * 2 * sizeof *m->tab);
     for (uint32_t r = 0; r < m->nrows; r++) {
         uint32_t k = m->keys[r], i = nlu_mix32(k) & m->tab_mask;
-        while (m->tab_keys[i] != EMPTY_KEY)
+        while (m->tab[2 * i] != EMPTY_KEY)
             i = (i + 1) & m->tab_mask;
-        m->tab_keys[i] = k;
-        m->tab_rows[i] = r;
+        m->tab[2 * i] = k;
+        m->tab[2 * i + 1] = r;
     }
 }
 
@@ -256,8 +254,8 @@ static inline int64_t lookup_row(const sb_nlu_model_t *m, uint32_t key)
 {
     uint32_t i = nlu_mix32(key) & m->tab_mask;
     for (;;) {
-        uint32_t k = m->tab_keys[i];
-        if (k == key) return m->tab_rows[i];
+        uint32_t k = m->tab[2 * i];
+        if (k == key) return m->tab[2 * i + 1];
         if (k == EMPTY_KEY) return -1;
         i = (i + 1) & m->tab_mask;
     }
@@ -270,8 +268,7 @@ void sb_nlu_model_destroy(sb_nlu_model_t *m)
         free(m->labels[i]);
     free(m->labels);
     free(m->keys);
-    free(m->tab_keys);
-    free(m->tab_rows);
+    free(m->tab);
     free(m->wf);
     free(m->wq);
     free(m->scale);
@@ -479,7 +476,7 @@ void sb_nlu_model_logits(const sb_nlu_model_t *m, sb_nlu_work_t *w, const char *
     /* The model is larger than the caches and each feature touches a random row, so the
      * lookups and rows are prefetched a pass ahead of their use. */
     for (size_t f = 0; f < nf; f++)
-        __builtin_prefetch(&m->tab_keys[nlu_mix32(ids[f]) & m->tab_mask]);
+        __builtin_prefetch(&m->tab[2 * (nlu_mix32(ids[f]) & m->tab_mask)]);
     size_t row_bytes = m->quant ? L : L * sizeof(float);
     for (size_t f = 0; f < nf; f++) {
         int64_t r = lookup_row(m, ids[f]);
@@ -646,6 +643,16 @@ static void fill_prediction(const sb_nlu_model_t *m, const float *p, float sum,
     size_t have = 0;
     float kth = -1.0f;
     for (uint32_t j = 0; j < m->nlabels; j++) {
+        if ((j & 7) == 0 && j + 8 <= m->nlabels) {
+            /* a block of 8 whose largest value cannot enter is skipped with one branch */
+            float bm = p[j];
+            for (uint32_t q = 1; q < 8; q++)
+                bm = p[j + q] > bm ? p[j + q] : bm;
+            if (bm <= kth) {
+                j += 7;
+                continue;
+            }
+        }
         float v = p[j];
         if (v <= kth) continue;
         size_t pos = have < k ? have++ : k - 1;
