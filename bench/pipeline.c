@@ -6,6 +6,9 @@
  *      latency is taken from the request's scheduled send time, so a stall counts in full;
  *   2. the end-to-end time from posting a webhook to the bot's reply arriving at the sink
  *      (p50/p99 over sequential conversations).
+ * The channel's outbound rate limit (channels.whatsapp.rate_per_s, 80/s by default) is turned
+ * off here: it is a provider policy, and the sequential conversations of step 2 would otherwise
+ * measure it instead of the pipeline.
  * Usage: sb-bench-pipeline [--rate N] [--seconds S] [--e2e N]. Needs SB_BIN_DIR and
  * SB_SOURCE_DIR (bench/run-all sets them). */
 #include <pthread.h>
@@ -143,7 +146,7 @@ int main(int argc, char **argv)
     const char *src = getenv("SB_SOURCE_DIR");
     char *extra =
         sb_xasprintf("channels:\n  whatsapp:\n    app_secret: \"%s\"\n    verify_token: \"v\"\n"
-                     "    access_token: \"t\"\n  webchat:\n    enabled: false\n"
+                     "    access_token: \"t\"\n    rate_per_s: 0\n  webchat:\n    enabled: false\n"
                      "classifier:\n  model: \"%s/demo.model\"\n  rules: \"%s/config/rules.yaml\"\n"
                      "responder:\n  answers: \"%s/config/answers.yaml\"\n",
                      APP_SECRET, h.dir, src, src);

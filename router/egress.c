@@ -51,9 +51,12 @@ typedef struct eg_chan {
     char *api_base;
     sb_metric_t *outcomes[EG_COUNT];
     sb_metric_t *seconds;
-    /* Loop thread only: the rate limit, a token bucket of one token (strict spacing). */
-    uint64_t interval_ns; /* 0 = unlimited */
-    uint64_t next_ns;     /* monotonic time of the next allowed send */
+    /* Loop thread only: the rate limit, GCRA (a token bucket): sends are spaced interval_ns
+     * apart on average, and a burst of up to rate/10 sends (at least 1) may go at once, so a
+     * quiet channel adds no delay while any second stays within rate + rate/10. */
+    uint64_t interval_ns;  /* 0 = unlimited */
+    uint64_t tolerance_ns; /* (burst - 1) * interval_ns */
+    uint64_t next_ns;      /* theoretical arrival time of the next send */
     job_t *wait_head, *wait_tail;
     bool timer_armed;
 } eg_chan_t;
@@ -482,13 +485,13 @@ static void chan_pump(eg_chan_t *c, sb_egress_t *eg)
     bool stopping = sb_http_async_stopping(eg->loop);
     while (c->wait_head) {
         uint64_t now = sb_mono_ns();
-        if (!stopping && c->interval_ns > 0 && now < c->next_ns) {
+        if (!stopping && c->interval_ns > 0 && now + c->tolerance_ns < c->next_ns) {
             if (!c->timer_armed) {
                 chan_timer_t *t = sb_xcalloc(1, sizeof *t);
                 t->c = c;
                 t->eg = eg;
                 c->timer_armed = true;
-                uint64_t ms = (c->next_ns - now + 999999) / 1000000;
+                uint64_t ms = (c->next_ns - c->tolerance_ns - now + 999999) / 1000000;
                 sb_http_async_after(eg->loop, ms, on_rate_timer, t);
             }
             break;
@@ -870,6 +873,8 @@ sb_result_t sb_egress_start(sb_egress_t **out, const sb_egress_opts_t *opts)
         c->ch = opts->channels[i];
         c->api_base = sb_egress_api_base(cfg, c->ch, opts->sink_base);
         c->interval_ns = c->ch->rate_per_s > 0 ? 1000000000ull / (uint64_t)c->ch->rate_per_s : 0;
+        uint64_t burst = c->ch->rate_per_s >= 20 ? (uint64_t)c->ch->rate_per_s / 10 : 1;
+        c->tolerance_ns = (burst - 1) * c->interval_ns;
         char labels[128];
         for (int k = 0; k < EG_COUNT; k++) {
             snprintf(labels, sizeof labels, "channel=\"%s\",outcome=\"%s\"", c->ch->ops->name,
