@@ -52,11 +52,16 @@ static int run_wrk(const char *url, const char *script, const char *bodies, int 
         char unit[32];
         double v;
         long n;
-        if (sscanf(line, " 50%% %31s", unit) == 1) out->p50_ms = wrk_ms(unit);
-        else if (sscanf(line, " 99%% %31s", unit) == 1) out->p99_ms = wrk_ms(unit);
-        else if (sscanf(line, "Requests/sec: %lf", &v) == 1) out->rps = v;
-        else if (sscanf(line, " Non-2xx or 3xx responses: %ld", &n) == 1) out->non2xx = n;
-        else if (sscanf(line, " %ld requests in", &n) == 1) out->requests = n;
+        if (sscanf(line, " 50%% %31s", unit) == 1)
+            out->p50_ms = wrk_ms(unit);
+        else if (sscanf(line, " 99%% %31s", unit) == 1)
+            out->p99_ms = wrk_ms(unit);
+        else if (sscanf(line, "Requests/sec: %lf", &v) == 1)
+            out->rps = v;
+        else if (sscanf(line, " Non-2xx or 3xx responses: %ld", &n) == 1)
+            out->non2xx = n;
+        else if (sscanf(line, " %ld requests in", &n) == 1)
+            out->requests = n;
         if (getenv("SB_BENCH_VERBOSE")) fputs(line, stderr);
     }
     return pclose(p) == 0 ? 0 : -1;
@@ -117,9 +122,12 @@ int main(int argc, char **argv)
     int seconds = 10, connections = 32;
     size_t nbodies = 150000;
     for (int i = 1; i + 1 < argc; i += 2) {
-        if (strcmp(argv[i], "--seconds") == 0) seconds = atoi(argv[i + 1]);
-        else if (strcmp(argv[i], "--connections") == 0) connections = atoi(argv[i + 1]);
-        else if (strcmp(argv[i], "--bodies") == 0) nbodies = (size_t)atol(argv[i + 1]);
+        if (strcmp(argv[i], "--seconds") == 0)
+            seconds = atoi(argv[i + 1]);
+        else if (strcmp(argv[i], "--connections") == 0)
+            connections = atoi(argv[i + 1]);
+        else if (strcmp(argv[i], "--bodies") == 0)
+            nbodies = (size_t)atol(argv[i + 1]);
     }
     if (seconds < 1 || connections < 1 || nbodies < 1 || !getenv("SB_BIN_DIR")) {
         fprintf(stderr, "usage: SB_BIN_DIR=.. sb-bench-ingress [--seconds S] [--connections C] "
@@ -197,6 +205,7 @@ int main(int argc, char **argv)
     printf("ingress_router channel=whatsapp jetstream_ack=yes connections=%d seconds=%d "
            "requests=%ld req_s=%.0f p50_ms=%.3f p99_ms=%.3f non2xx=%ld stored_in_SB_IN=%zu\n",
            connections, seconds, rr.requests, rr.rps, rr.p50_ms, rr.p99_ms, rr.non2xx, stored);
-    printf("ingress_ratio router/baseline=%.3f (goal >= 0.333)\n", rb.rps > 0 ? rr.rps / rb.rps : 0);
+    printf("ingress_ratio router/baseline=%.3f (goal >= 0.333)\n",
+           rb.rps > 0 ? rr.rps / rb.rps : 0);
     return rr.non2xx == 0 ? 0 : 1;
 }
