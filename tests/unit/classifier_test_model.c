@@ -439,9 +439,9 @@ static void test_memory_checked(void **state)
     size_t n;
     char err[256];
     sb_nlu_model_serialize(m, &b, &n);
-    /* header: magic, format, 6 feature words, labels, rows, quantized, hidden, then the
-     * memory's example, key and posting counts */
-    uint32_t kn = rd32(b + 52), kp = rd32(b + 60);
+    /* header: magic, format, 6 feature words, labels, rows, quantized, hidden units, hidden
+     * rows, then the memory's example, key and posting counts */
+    uint32_t kn = rd32(b + 56), kp = rd32(b + 64);
     assert_true(kn == 12 && kp > 0);
     /* the first posting's example index (after it: kp values and the checksum) */
     uint8_t *ex0 = b + n - 8 - (size_t)kp * 4 - (size_t)kp * 4;

@@ -60,18 +60,21 @@ struct sb_nlu_model {
     uint32_t tab_mask; /* lookup: bucket → row */
     uint32_t *tab;     /* pairs (bucket, row): one cache line per probe */
     bool quant;
-    float *wf;       /* nrows * nlabels, when !quant */
-    int8_t *wq;      /* nrows * nlabels, when quant */
-    float *scale;    /* nrows, when quant */
-    float *bias;     /* nlabels */
-    float *idf;      /* nrows, when feat.idf */
-    float idf_unk;   /* weight of a feature never seen in training */
-    uint32_t hidden; /* hidden units, 0 = linear only */
-    float *ef;       /* nrows * hidden, when !quant */
-    int8_t *eq;      /* nrows * hidden, when quant */
-    float *escale;   /* nrows, when quant */
-    float *b1;       /* hidden */
-    float *w2;       /* hidden * nlabels */
+    float *wf;        /* nrows * nlabels, when !quant */
+    int8_t *wq;       /* nrows * nlabels, when quant */
+    float *scale;     /* nrows, when quant */
+    float *bias;      /* nlabels */
+    float *idf;       /* nrows, when feat.idf */
+    float idf_unk;    /* weight of a feature never seen in training */
+    uint32_t hidden;  /* hidden units, 0 = linear only */
+    uint32_t ne_rows; /* rows with embeddings: the word features' */
+    uint32_t *e_rows; /* ne_rows ascending model rows */
+    int32_t *e_slot;  /* nrows: embedding of a row, or -1 (built at load) */
+    float *ef;        /* nrows * hidden, when !quant */
+    int8_t *eq;       /* nrows * hidden, when quant */
+    float *escale;    /* nrows, when quant */
+    float *b1;        /* hidden */
+    float *w2;        /* hidden * nlabels */
     /* the example memory: training examples as idf-weighted word uni/bigram vectors,
      * inverted by model row; its k nearest neighbours vote beside the softmax */
     uint32_t knn_n;      /* remembered examples, 0 = none */
@@ -279,6 +282,8 @@ void sb_nlu_model_destroy(sb_nlu_model_t *m)
     free(m->escale);
     free(m->b1);
     free(m->w2);
+    free(m->e_rows);
+    free(m->e_slot);
     free(m->knn_label);
     free(m->knn_rows);
     free(m->knn_idf);
@@ -324,8 +329,10 @@ const sb_nlu_featcfg_t *sb_nlu_model_featcfg(const sb_nlu_model_t *m)
  * all features, known or not, and keeps the known ones in rows/vals (compacted in place).
  * Returns how many were kept. Shared by training and prediction so both see the same
  * vectors. */
-static size_t weigh(int32_t *rows, float *vals, size_t nf, const float *idf, float idf_unk)
+static size_t weigh(int32_t *rows, float *vals, size_t nf, const float *idf, float idf_unk,
+                    size_t *nword)
 {
+    size_t nw = *nword, kw = 0;
     double ss = 0;
     for (size_t f = 0; f < nf; f++) {
         if (idf) vals[f] *= rows[f] >= 0 ? idf[rows[f]] : idf_unk;
@@ -338,7 +345,9 @@ static size_t weigh(int32_t *rows, float *vals, size_t nf, const float *idf, flo
         rows[k] = rows[f];
         vals[k] = vals[f] * inv;
         k++;
+        if (f < nw) kw = k;
     }
+    *nword = kw;
     return k;
 }
 
@@ -486,15 +495,17 @@ void sb_nlu_model_logits(const sb_nlu_model_t *m, sb_nlu_work_t *w, const char *
                                     : (const char *)(m->wf + (size_t)r * L);
         for (size_t o = 0; o < row_bytes; o += 64)
             __builtin_prefetch(base + o);
-        if (m->hidden) {
-            const char *eb = m->quant ? (const char *)(m->eq + (size_t)r * m->hidden)
-                                      : (const char *)(m->ef + (size_t)r * m->hidden);
+        if (m->hidden && (size_t)f < w->nwf && m->e_slot[r] >= 0) {
+            size_t e = (size_t)m->e_slot[r];
+            const char *eb = m->quant ? (const char *)(m->eq + e * m->hidden)
+                                      : (const char *)(m->ef + e * m->hidden);
             size_t eb_bytes = m->quant ? m->hidden : m->hidden * sizeof(float);
             for (size_t o = 0; o < eb_bytes; o += 64)
                 __builtin_prefetch(eb + o);
         }
     }
-    nf = weigh(rows, vals, nf, m->idf, m->idf_unk);
+    size_t nwk = w->nwf;
+    nf = weigh(rows, vals, nf, m->idf, m->idf_unk, &nwk);
     memcpy(z, m->bias, L * sizeof *z);
     if (m->quant)
         accumulate_q(z, L, m->wq, m->scale, rows, vals, nf);
@@ -503,13 +514,23 @@ void sb_nlu_model_logits(const sb_nlu_model_t *m, sb_nlu_work_t *w, const char *
     if (m->hidden) {
         /* h = relu(b1 + Σ v · E[row]); z += Σ_{h>0} h · W2[unit] */
         const uint32_t H = m->hidden;
-        float *h = nlu_work_hidden(w, H);
+        float *h = nlu_work_hidden(w, H + nwk);
         int32_t *units = (int32_t *)(h + H);
+        int32_t *erows = (int32_t *)(h + 2 * H);
+        float *evals = h + 2 * H + nwk;
         memcpy(h, m->b1, H * sizeof *h);
+        /* the hidden layer reads the word features only (the first nwk) */
+        size_t ne = 0;
+        for (size_t f = 0; f < nwk; f++) {
+            int32_t e = m->e_slot[rows[f]];
+            if (e < 0) continue;
+            erows[ne] = e;
+            evals[ne++] = vals[f];
+        }
         if (m->quant)
-            accumulate_q(h, H, m->eq, m->escale, rows, vals, nf);
+            accumulate_q(h, H, m->eq, m->escale, erows, evals, ne);
         else
-            accumulate_f(h, H, m->ef, rows, vals, nf);
+            accumulate_f(h, H, m->ef, erows, evals, ne);
         size_t np = 0;
         for (uint32_t q = 0; q < H; q++)
             if (h[q] > 0) {
@@ -522,6 +543,15 @@ void sb_nlu_model_logits(const sb_nlu_model_t *m, sb_nlu_work_t *w, const char *
 }
 
 /* ---- the example memory -------------------------------------------------------------- */
+
+static void e_build_slots(sb_nlu_model_t *m)
+{
+    m->e_slot = sb_xmalloc((m->nrows ? m->nrows : 1) * sizeof *m->e_slot);
+    for (uint32_t r = 0; r < m->nrows; r++)
+        m->e_slot[r] = -1;
+    for (uint32_t k = 0; k < m->ne_rows; k++)
+        m->e_slot[m->e_rows[k]] = (int32_t)k;
+}
 
 static void knn_build_slots(sb_nlu_model_t *m)
 {
@@ -793,6 +823,7 @@ typedef struct csr {
     uint32_t *rows;
     float *vals;
     uint32_t *label;
+    uint32_t *nword; /* word features at the front of each example */
 } csr_t;
 
 static void csr_free(csr_t *c)
@@ -801,6 +832,7 @@ static void csr_free(csr_t *c)
     free(c->rows);
     free(c->vals);
     free(c->label);
+    free(c->nword);
 }
 
 /* Appends the examples of src to dst. */
@@ -809,12 +841,14 @@ static void csr_append(csr_t *dst, const csr_t *src)
     size_t nnz = dst->off[dst->n], add = src->off[src->n];
     dst->off = sb_xrealloc(dst->off, (dst->n + src->n + 1) * sizeof *dst->off);
     dst->label = sb_xrealloc(dst->label, (dst->n + src->n + 1) * sizeof *dst->label);
+    dst->nword = sb_xrealloc(dst->nword, (dst->n + src->n + 1) * sizeof *dst->nword);
     dst->rows = sb_xrealloc(dst->rows, (nnz + add + 1) * sizeof *dst->rows);
     dst->vals = sb_xrealloc(dst->vals, (nnz + add + 1) * sizeof *dst->vals);
     memcpy(dst->rows + nnz, src->rows, add * sizeof *dst->rows);
     memcpy(dst->vals + nnz, src->vals, add * sizeof *dst->vals);
     for (size_t i = 0; i < src->n; i++) {
         dst->label[dst->n + i] = src->label[i];
+        dst->nword[dst->n + i] = src->nword[i];
         dst->off[dst->n + i + 1] = nnz + src->off[i + 1];
     }
     dst->n += src->n;
@@ -1037,6 +1071,7 @@ static void featurize_set(const sb_nlu_dataset_t *ds, const int *label_map,
     size_t cap = 1024, nnz = 0;
     x->off = sb_xmalloc((ds->n + 1) * sizeof *x->off);
     x->label = sb_xmalloc((ds->n + 1) * sizeof *x->label);
+    x->nword = sb_xmalloc((ds->n + 1) * sizeof *x->nword);
     x->rows = sb_xmalloc(cap * sizeof *x->rows);
     x->vals = sb_xmalloc(cap * sizeof *x->vals);
     x->off[0] = 0;
@@ -1052,7 +1087,8 @@ static void featurize_set(const sb_nlu_dataset_t *ds, const int *label_map,
             const uint32_t *row = counter_find(rowmap, ids[f]);
             rows[f] = row ? (int32_t)*row : -1;
         }
-        nf = weigh(rows, vals, nf, idf, idf_unk);
+        size_t nwk = w->nwf;
+        nf = weigh(rows, vals, nf, idf, idf_unk, &nwk);
         if (nnz + nf > cap) {
             while (nnz + nf > cap)
                 cap *= 2;
@@ -1065,6 +1101,7 @@ static void featurize_set(const sb_nlu_dataset_t *ds, const int *label_map,
             nnz++;
         }
         x->label[x->n] = (uint32_t)lab;
+        x->nword[x->n] = (uint32_t)nwk;
         x->n++;
         x->off[x->n] = nnz;
     }
@@ -1145,12 +1182,13 @@ static void train_member(const csr_t *x, uint32_t L, size_t nrows, const sb_nlu_
         for (size_t k = 0; k < x->n; k++) {
             size_t i = perm[k];
             uint32_t y = x->label[i];
-            size_t nk = 0;
+            size_t nk = 0, nkw = 0;
             for (size_t f = x->off[i]; f < x->off[i + 1]; f++) {
                 if (drop > 0 && rng_next(&rng) < drop_cut) continue;
                 krow[nk] = x->rows[f];
                 kval[nk] = drop > 0 ? x->vals[f] * keep_scale : x->vals[f];
                 nk++;
+                if (f < x->off[i] + x->nword[i]) nkw = nk;
             }
             memcpy(z, bias, L * sizeof *z);
             for (size_t f = 0; f < nk; f++) {
@@ -1161,7 +1199,7 @@ static void train_member(const csr_t *x, uint32_t L, size_t nrows, const sb_nlu_
             }
             if (H) {
                 memcpy(h, hp->b1, H * sizeof *h);
-                for (size_t f = 0; f < nk; f++) {
+                for (size_t f = 0; f < nkw; f++) {
                     const float *er = hp->E + (size_t)krow[f] * H;
                     float c = kval[f];
                     for (uint32_t q = 0; q < H; q++)
@@ -1214,7 +1252,7 @@ static void train_member(const csr_t *x, uint32_t L, size_t nrows, const sb_nlu_
                 }
                 /* every unit of the rows a step touches (inactive ones only decay), so
                  * that the loop vectorizes */
-                for (size_t f = 0; f < nk; f++) {
+                for (size_t f = 0; f < nkw; f++) {
                     float *restrict er = hp->E + (size_t)krow[f] * H;
                     float *restrict gr = GE + (size_t)krow[f] * H;
                     float v = kval[f];
@@ -1548,14 +1586,33 @@ sb_result_t sb_nlu_train(sb_nlu_model_t **out, const sb_nlu_dataset_t *train,
         b1all = NULL;
         m->w2 = W2all;
         W2all = NULL;
+        /* embeddings are kept for the rows that occur as word features only */
+        bool *word = sb_xcalloc(nkeys ? nkeys : 1, sizeof *word);
+        for (size_t i = 0; i < x.n; i++)
+            for (size_t f = x.off[i]; f < x.off[i] + x.nword[i]; f++)
+                word[x.rows[f]] = true;
+        uint32_t ner = 0;
+        for (size_t r = 0; r < nkeys; r++)
+            ner += word[r];
+        m->ne_rows = ner;
+        m->e_rows = sb_xmalloc((ner ? ner : 1) * sizeof *m->e_rows);
+        float *Ew = sb_xmalloc((ner ? (size_t)ner * H : 1) * sizeof *Ew);
+        for (size_t r = 0, k = 0; r < nkeys; r++)
+            if (word[r]) {
+                m->e_rows[k] = (uint32_t)r;
+                memcpy(Ew + k * H, Eall + r * H, H * sizeof *Ew);
+                k++;
+            }
+        free(word);
         if (m->quant) {
-            m->escale = sb_xmalloc((nkeys ? nkeys : 1) * sizeof *m->escale);
-            m->eq = sb_xmalloc(nkeys > 0 ? nkeys * H : 1);
-            quantize_rows(Eall, nkeys, H, m->eq, m->escale);
+            m->escale = sb_xmalloc((ner ? ner : 1) * sizeof *m->escale);
+            m->eq = sb_xmalloc(ner ? (size_t)ner * H : 1);
+            quantize_rows(Ew, ner, H, m->eq, m->escale);
+            free(Ew);
         } else {
-            m->ef = Eall;
-            Eall = NULL;
+            m->ef = Ew;
         }
+        e_build_slots(m);
     }
     build_table(m);
     knn_build(m, train, opts, w);
@@ -1756,6 +1813,7 @@ static void serialize_body(const sb_nlu_model_t *m, sb_buf_t *b)
     put_u32(b, m->nrows);
     put_u32(b, m->quant ? 1u : 0u);
     put_u32(b, m->hidden);
+    put_u32(b, m->ne_rows);
     put_u32(b, m->knn_n);
     put_u32(b, m->knn_nkeys);
     put_u32(b, m->knn_npost);
@@ -1787,14 +1845,16 @@ static void serialize_body(const sb_nlu_model_t *m, sb_buf_t *b)
             put_f32(b, m->wf[i]);
     }
     if (m->hidden) {
-        size_t ne = (size_t)m->nrows * m->hidden;
+        size_t ne = (size_t)m->ne_rows * m->hidden;
         for (uint32_t q = 0; q < m->hidden; q++)
             put_f32(b, m->b1[q]);
         for (size_t i = 0; i < (size_t)m->hidden * m->nlabels; i++)
             put_f32(b, m->w2[i]);
+        for (uint32_t k = 0; k < m->ne_rows; k++)
+            put_u32(b, m->e_rows[k]);
         if (m->quant) {
-            for (uint32_t r = 0; r < m->nrows; r++)
-                put_f32(b, m->escale[r]);
+            for (uint32_t k = 0; k < m->ne_rows; k++)
+                put_f32(b, m->escale[k]);
             sb_buf_append(b, m->eq, ne);
         } else {
             for (size_t i = 0; i < ne; i++)
@@ -1956,6 +2016,7 @@ sb_result_t sb_nlu_model_parse(sb_nlu_model_t **out, const uint8_t *data, size_t
     m->feat.bigram_weight = get_f32(&r);
     uint32_t L = get_u32(&r), R = get_u32(&r), quant = get_u32(&r);
     uint32_t H = fmt >= 2 ? get_u32(&r) : 0;
+    uint32_t ER = fmt >= 2 ? get_u32(&r) : 0;
     uint32_t KN = 0, KK = 0, KP = 0, Kk = 0;
     float Kw = 0;
     if (fmt >= 2) {
@@ -1971,8 +2032,8 @@ sb_result_t sb_nlu_model_parse(sb_nlu_model_t **out, const uint8_t *data, size_t
         (m->feat.char_max > 0 && (m->feat.char_min < 1 || m->feat.char_min > m->feat.char_max)) ||
         (flags & ~15u) || !isfinite(m->feat.char_weight) || !isfinite(m->feat.bigram_weight) ||
         L == 0 || L > SB_NLU_MAX_LABELS || R > SB_NLU_MAX_ROWS || quant > 1 || H > MAX_HIDDEN ||
-        KN > SB_NLU_MAX_EXAMPLES || KK > R || KP > (uint64_t)KN * 1024 || Kk > 64 ||
-        (KN > 0 && Kk == 0) || !(Kw >= 0.0f && Kw <= 1.0f) ||
+        ER > R || (H == 0 && ER != 0) || KN > SB_NLU_MAX_EXAMPLES || KK > R ||
+        KP > (uint64_t)KN * 1024 || Kk > 64 || (KN > 0 && Kk == 0) || !(Kw >= 0.0f && Kw <= 1.0f) ||
         !(m->temperature > 0.0f && m->temperature < 1e6f) ||
         !(m->threshold >= 0.0f && m->threshold <= 1.0f)) {
         nlu_errf(err, errlen, "model header out of bounds");
@@ -1997,8 +2058,10 @@ sb_result_t sb_nlu_model_parse(sb_nlu_model_t **out, const uint8_t *data, size_t
     size_t nw = (size_t)R * L;
     size_t need = (size_t)L * 4 + (size_t)R * 4 + (quant ? (size_t)R * 4 + nw : nw * 4) +
                   (m->feat.idf ? 4 + (size_t)R * 4 : 0);
-    size_t ne = (size_t)R * H;
-    if (H) need += (size_t)H * 4 + (size_t)H * L * 4 + (quant ? (size_t)R * 4 + ne : ne * 4);
+    size_t ne = (size_t)ER * H;
+    if (H)
+        need += (size_t)H * 4 + (size_t)H * L * 4 + (size_t)ER * 4 +
+                (quant ? (size_t)ER * 4 + ne : ne * 4);
     if (KN) need += (size_t)KN * 4 + (size_t)KK * 8 + ((size_t)KK + 1) * 4 + (size_t)KP * 8;
     if (r.n - r.off != need) {
         nlu_errf(err, errlen, "model size does not match its header");
@@ -2062,9 +2125,20 @@ sb_result_t sb_nlu_model_parse(sb_nlu_model_t **out, const uint8_t *data, size_t
             m->w2[i] = get_f32(&r);
             finite = finite && isfinite(m->w2[i]);
         }
+        m->ne_rows = ER;
+        m->e_rows = sb_xmalloc((ER ? ER : 1) * sizeof *m->e_rows);
+        bool ok = true;
+        for (uint32_t k = 0; k < ER; k++) {
+            m->e_rows[k] = get_u32(&r);
+            ok = ok && m->e_rows[k] < R && (k == 0 || m->e_rows[k] > m->e_rows[k - 1]);
+        }
+        if (!ok) {
+            nlu_errf(err, errlen, "model hidden layer rows invalid");
+            goto done;
+        }
         if (quant) {
-            m->escale = sb_xmalloc((R ? R : 1) * sizeof *m->escale);
-            for (uint32_t i = 0; i < R; i++) {
+            m->escale = sb_xmalloc((ER ? ER : 1) * sizeof *m->escale);
+            for (uint32_t i = 0; i < ER; i++) {
                 m->escale[i] = get_f32(&r);
                 finite = finite && isfinite(m->escale[i]);
             }
@@ -2129,6 +2203,7 @@ sb_result_t sb_nlu_model_parse(sb_nlu_model_t **out, const uint8_t *data, size_t
     }
     build_table(m);
     if (m->knn_n) knn_build_slots(m);
+    if (m->hidden) e_build_slots(m);
     snprintf(m->version, sizeof m->version, "%016llx", (unsigned long long)have);
     *out = m;
     m = NULL;

@@ -28,6 +28,7 @@ struct sb_nlu_work {
     float *fvals;
     int32_t *frows; /* model row of each feature (model.c), -1 when unknown */
     size_t nf, fcap;
+    size_t nwf;    /* the first nwf features are word unigrams and bigrams */
     float *scores; /* per-label scratch for prediction */
     size_t scores_cap;
     float *hidden; /* hidden-layer scratch (model.c): 2 * units floats */

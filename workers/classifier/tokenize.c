@@ -568,6 +568,7 @@ size_t sb_nlu_work_featurize(sb_nlu_work_t *w, const sb_nlu_featcfg_t *cfg, cons
     w->nf = 0;
     struct sb_stemmer *st = cfg->stem ? stemmer_for(w, lang) : NULL;
     uint32_t prev = sb_nlu_hash("<s>", 3, SEED_WORD);
+    /* word features first (the hidden layer reads only those: w->nwf of them) */
     for (size_t i = 0; i < w->ntoks; i++) {
         const sb_nlu_token_t *t = &w->toks[i];
         uint32_t h = sb_nlu_hash(t->s, t->len, SEED_WORD);
@@ -577,6 +578,14 @@ size_t sb_nlu_work_featurize(sb_nlu_work_t *w, const sb_nlu_featcfg_t *cfg, cons
             push_feat(w, sb_nlu_hash(pair, sizeof pair, SEED_BIGRAM), cfg->bigram_weight, mask);
         }
         prev = h;
+    }
+    if (cfg->word_bigrams && w->ntoks > 0) {
+        uint32_t pair[2] = {prev, sb_nlu_hash("</s>", 4, SEED_WORD)};
+        push_feat(w, sb_nlu_hash(pair, sizeof pair, SEED_BIGRAM), cfg->bigram_weight, mask);
+    }
+    w->nwf = w->nf;
+    for (size_t i = 0; i < w->ntoks; i++) {
+        const sb_nlu_token_t *t = &w->toks[i];
         if (t->kind != SB_NLU_TOK_WORD) continue;
         if (cfg->char_max >= cfg->char_min && cfg->char_max > 0) char_ngrams(w, t, cfg, mask);
         if (st) {
@@ -585,10 +594,6 @@ size_t sb_nlu_work_featurize(sb_nlu_work_t *w, const sb_nlu_featcfg_t *cfg, cons
             if (s && sl > 0 && ((uint32_t)sl != t->len || memcmp(s, t->s, (size_t)sl) != 0))
                 push_feat(w, sb_nlu_hash(s, (size_t)sl, SEED_STEM), 1.0f, mask);
         }
-    }
-    if (cfg->word_bigrams && w->ntoks > 0) {
-        uint32_t pair[2] = {prev, sb_nlu_hash("</s>", 4, SEED_WORD)};
-        push_feat(w, sb_nlu_hash(pair, sizeof pair, SEED_BIGRAM), cfg->bigram_weight, mask);
     }
     double ss = 0;
     for (size_t i = 0; i < w->nf; i++)
