@@ -438,16 +438,34 @@ __attribute__((target("avx2"))) static void accumulate_f_avx2(float *restrict z,
                                                               const int32_t *rows,
                                                               const float *vals, size_t nf)
 {
-    for (size_t f = 0; f < nf; f++) {
-        const float *restrict wr = wf + (size_t)rows[f] * L;
-        __m256 c = _mm256_set1_ps(vals[f]);
-        uint32_t j = 0;
-        for (; j + 8 <= L; j += 8)
-            _mm256_storeu_ps(z + j, _mm256_add_ps(_mm256_loadu_ps(z + j),
-                                                  _mm256_mul_ps(c, _mm256_loadu_ps(wr + j))));
-        for (; j < L; j++)
-            z[j] += vals[f] * wr[j];
+    /* 32 labels stay in registers across all rows (the portable loop's order per label) */
+    uint32_t j0 = 0;
+    for (; j0 + 32 <= L; j0 += 32) {
+        __m256 a0 = _mm256_loadu_ps(z + j0), a1 = _mm256_loadu_ps(z + j0 + 8);
+        __m256 a2 = _mm256_loadu_ps(z + j0 + 16), a3 = _mm256_loadu_ps(z + j0 + 24);
+        for (size_t f = 0; f < nf; f++) {
+            const float *wr = wf + (size_t)rows[f] * L + j0;
+            __m256 c = _mm256_set1_ps(vals[f]);
+            a0 = _mm256_add_ps(a0, _mm256_mul_ps(c, _mm256_loadu_ps(wr)));
+            a1 = _mm256_add_ps(a1, _mm256_mul_ps(c, _mm256_loadu_ps(wr + 8)));
+            a2 = _mm256_add_ps(a2, _mm256_mul_ps(c, _mm256_loadu_ps(wr + 16)));
+            a3 = _mm256_add_ps(a3, _mm256_mul_ps(c, _mm256_loadu_ps(wr + 24)));
+        }
+        _mm256_storeu_ps(z + j0, a0);
+        _mm256_storeu_ps(z + j0 + 8, a1);
+        _mm256_storeu_ps(z + j0 + 16, a2);
+        _mm256_storeu_ps(z + j0 + 24, a3);
     }
+    for (; j0 + 8 <= L; j0 += 8) {
+        __m256 a0 = _mm256_loadu_ps(z + j0);
+        for (size_t f = 0; f < nf; f++)
+            a0 = _mm256_add_ps(a0, _mm256_mul_ps(_mm256_set1_ps(vals[f]),
+                                                 _mm256_loadu_ps(wf + (size_t)rows[f] * L + j0)));
+        _mm256_storeu_ps(z + j0, a0);
+    }
+    for (size_t f = 0; f < nf && j0 < L; f++)
+        for (uint32_t j = j0; j < L; j++)
+            z[j] += vals[f] * wf[(size_t)rows[f] * L + j];
 }
 #endif
 
