@@ -577,11 +577,11 @@ static void run_case(rt_t *t, size_t ci, const cJSON *c, const char *base)
     char *resp = NULL;
     if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, "raw_http"))) {
         /* The request line's target, sent as it is. */
-        char *sp1 = strchr(body, ' ');
-        assert_non_null(sp1);
-        char *sp2 = strchr(sp1 + 1, ' ');
-        assert_non_null(sp2);
-        char *line_target = sb_xstrndup(sp1 + 1, (size_t)(sp2 - sp1 - 1));
+        size_t sp1 = strcspn(body, " ");
+        assert_int_equal(body[sp1], ' ');
+        size_t sp2 = sp1 + 1 + strcspn(body + sp1 + 1, " ");
+        assert_int_equal(body[sp2], ' ');
+        char *line_target = sb_xstrndup(body + sp1 + 1, sp2 - sp1 - 1);
         status = send_req(t, base, jstr(c, "method"), line_target, NULL, NULL, 0, &resp);
         free(line_target);
     } else {
