@@ -266,6 +266,8 @@ static const entry_t table[] = {
 
     STR("classifier.model", classifier.model, "", NULL, false, NULL, NULL,
         "model file; empty = <data_dir>/models/demo.model"),
+    STR("classifier.shadow_model", classifier.shadow_model, "", NULL, false, NULL, NULL,
+        "optional second model classifying the same messages; an EVENT_SHADOW compares them"),
     STR("classifier.rules", classifier.rules, "", NULL, false, NULL, NULL,
         "optional YAML of keyword rules"),
     STR("classifier.metrics_listen", classifier.metrics_listen, "", NULL, false,

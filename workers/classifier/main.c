@@ -15,8 +15,8 @@
  * main thread and the pull loop on its own thread; otherwise the pull loop runs on the main
  * thread.
  *
- * Shadow model (optional): with the environment variable SB_CLASSIFIER_SHADOW_MODEL set to a
- * model file (meant to become the config key classifier.shadow_model), every message the live
+ * Shadow model (optional): with classifier.shadow_model (env SB_CLASSIFIER_SHADOW_MODEL) set to a
+ * model file, every message the live
  * model classifies is also classified by the shadow model, with the same rules and language
  * id, and an Event EVENT_SHADOW (detail "shadow", state "agree" or "disagree", both intents,
  * confidences and model versions) goes to sb.ev.shadow with msg id "shadow:<message id>";
@@ -46,7 +46,7 @@
 #define DURABLE "classifier"
 #define FILTER "sb.in.>"
 #define FETCH_WAIT_MS 1000
-#define SHADOW_ENV "SB_CLASSIFIER_SHADOW_MODEL"
+#define SHADOW_KEY "classifier.shadow_model"
 
 typedef struct app {
     sb_service_t svc;
@@ -168,7 +168,7 @@ static void reload_shadow(app_t *app)
     sb_nlu_t *next = load_nlu(app, app->shadow_path, err, sizeof err);
     if (!next) {
         SB_ERROR(MOD, "shadow reload refused, keeping version=%s key=%s error=\"%s\"",
-                 sb_nlu_model_version(app->shadow->model), SHADOW_ENV, err);
+                 sb_nlu_model_version(app->shadow->model), SHADOW_KEY, err);
         count_reload("error");
         return;
     }
@@ -464,13 +464,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "switchboard-classifier: %s (train one with `switchboard train`)\n", err);
         goto close_langid;
     }
-    const char *shadow = getenv(SHADOW_ENV);
+    const char *shadow = cfg->classifier.shadow_model;
     if (shadow && shadow[0]) {
         snprintf(app.shadow_path, sizeof app.shadow_path, "%s", shadow);
         app.shadow = load_nlu(&app, app.shadow_path, err, sizeof err);
         if (!app.shadow) {
-            SB_ERROR(MOD, "cannot start key=%s error=\"%s\"", SHADOW_ENV, err);
-            fprintf(stderr, "switchboard-classifier: %s: %s\n", SHADOW_ENV, err);
+            SB_ERROR(MOD, "cannot start key=%s error=\"%s\"", SHADOW_KEY, err);
+            fprintf(stderr, "switchboard-classifier: %s: %s\n", SHADOW_KEY, err);
             goto close_nlu;
         }
         announce_shadow(&app);

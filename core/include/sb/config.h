@@ -122,6 +122,7 @@ typedef struct sb_config_store {
 
 typedef struct sb_config_classifier {
     char *model;          /* path to the model file */
+    char *shadow_model;   /* optional second model compared on live traffic */
     char *rules;          /* optional YAML of keyword rules */
     char *metrics_listen; /* host:port for /metrics, /healthz; empty = off */
 } sb_config_classifier_t;
