@@ -307,6 +307,20 @@ static void test_classifies(void **state)
         {{.id = "c-status", .kind = SWITCHBOARD__V1__MESSAGE_KIND__KIND_STATUS, .locale = "fr-BE"},
          "",
          "fr"},
+        /* a bot's /start with a deep-link argument greets, whatever the argument says */
+        {{.id = "c-start",
+          .kind = SWITCHBOARD__V1__MESSAGE_KIND__KIND_COMMAND,
+          .payload = "/start",
+          .text = "ref_campaign42",
+          .locale = "en"},
+         "greeting",
+         "en"},
+        {{.id = "c-system",
+          .kind = SWITCHBOARD__V1__MESSAGE_KIND__KIND_SYSTEM,
+          .text = "blocked",
+          .locale = "en"},
+         "",
+         "en"},
     };
     size_t n = sizeof cases / sizeof cases[0];
     size_t before = nlu_count(f);

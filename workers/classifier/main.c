@@ -225,6 +225,7 @@ static const char *utterance(const sb_envelope_t *env)
     switch (env->kind) {
     case SWITCHBOARD__V1__MESSAGE_KIND__KIND_STATUS:
     case SWITCHBOARD__V1__MESSAGE_KIND__KIND_SESSION:
+    case SWITCHBOARD__V1__MESSAGE_KIND__KIND_SYSTEM:
         return NULL;
     default:
         break;
@@ -319,7 +320,13 @@ static sb_result_t handle(void *ctx, const sb_bus_msg_t *msg)
     const char *outcome;
     const char *text = utterance(env);
     const char *hint = env->locale_hint;
-    if (env->kind == SWITCHBOARD__V1__MESSAGE_KIND__KIND_BUTTON_REPLY) {
+    if (env->kind == SWITCHBOARD__V1__MESSAGE_KIND__KIND_COMMAND && env->button_payload &&
+        (strcmp(env->button_payload, "/start") == 0 || strcmp(env->button_payload, "/help") == 0)) {
+        /* A bot's start command (Telegram /start with a deep-link argument, say) opens the
+         * conversation: greet, whatever its argument looks like. */
+        sb_nlu_classify_button(app->nlu, app->work, "intent:greeting", NULL, hint, &r);
+        outcome = "rule";
+    } else if (env->kind == SWITCHBOARD__V1__MESSAGE_KIND__KIND_BUTTON_REPLY) {
         sb_nlu_classify_button(app->nlu, app->work, env->button_payload, env->button_title, hint,
                                &r);
         outcome = r.rule[0] ? "rule" : "classified";
