@@ -39,6 +39,19 @@ static void on_signal(int sig)
     atomic_store(&stop_flag, true);
 }
 
+static atomic_bool reload_flag;
+
+static void on_hangup(int sig)
+{
+    (void)sig;
+    atomic_store(&reload_flag, true);
+}
+
+bool sb_service_take_reload(void)
+{
+    return atomic_exchange(&reload_flag, false);
+}
+
 bool sb_service_stopping(void)
 {
     return atomic_load(&stop_flag);
@@ -57,6 +70,10 @@ static void install_signals(void)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sa.sa_handler = on_hangup;
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGHUP, &sa, NULL);
+    sa.sa_flags = 0;
     sa.sa_handler = SIG_IGN;
     sigaction(SIGPIPE, &sa, NULL);
 }

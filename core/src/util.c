@@ -286,3 +286,10 @@ bool sb_utf8_check(const char *s, size_t n, unsigned flags, size_t *chars)
     if (chars) *chars = count;
     return true;
 }
+
+void sb_sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}

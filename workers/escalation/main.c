@@ -41,12 +41,6 @@ typedef struct app {
     sb_metric_t *m_map, *m_deleted, *m_oldest;
 } app_t;
 
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 static sb_result_t publish_bus(void *ctx, const char *subject, const uint8_t *data, size_t len,
                                const char *msg_id)
 {
@@ -135,7 +129,7 @@ static void *consumer_main(void *arg)
         if (!pull) {
             sb_result_t r = SB_OK;
             if (!sb_bus_is_connected(a->svc.bus)) {
-                sleep_ms(RETRY_MS);
+                sb_sleep_ms(RETRY_MS);
                 continue;
             }
             if (!sb_bus_has_streams(a->svc.bus)) r = sb_bus_ensure_streams(a->svc.bus);
@@ -144,7 +138,7 @@ static void *consumer_main(void *arg)
             if (r != SB_OK) {
                 SB_WARN(MOD, "consumer not ready durable=%s result=%s", c->durable,
                         sb_result_str(r));
-                sleep_ms(RETRY_MS);
+                sb_sleep_ms(RETRY_MS);
                 continue;
             }
             SB_INFO(MOD, "consuming stream=%s durable=%s", c->stream, c->durable);
@@ -152,7 +146,7 @@ static void *consumer_main(void *arg)
         int handled = 0;
         sb_result_t r = sb_bus_pull_fetch(pull, batch, FETCH_TIMEOUT_MS, c->handler, a, &handled);
         atomic_store(&c->ready, r == SB_OK && sb_bus_is_connected(a->svc.bus));
-        if (r != SB_OK) sleep_ms(RETRY_MS / 2);
+        if (r != SB_OK) sb_sleep_ms(RETRY_MS / 2);
     }
     atomic_store(&c->ready, false);
     sb_bus_pull_destroy(pull);

@@ -30,20 +30,6 @@ typedef struct app {
     atomic_bool ready;
 } app_t;
 
-static atomic_int reload_requested;
-
-static void on_sighup(int sig)
-{
-    (void)sig;
-    atomic_store(&reload_requested, 1);
-}
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 static void count_reload(const char *outcome)
 {
     char labels[48];
@@ -95,7 +81,7 @@ static void *pull_loop(void *arg)
     int batch = (int)app->svc.cfg.nats.fetch_batch;
 
     while (!sb_service_stopping()) {
-        if (atomic_exchange(&reload_requested, 0)) reload(app);
+        if (sb_service_take_reload()) reload(app);
         if (!pull) {
             sb_result_t r = sb_bus_ensure_streams(app->svc.bus);
             if (r == SB_OK)
@@ -106,7 +92,7 @@ static void *pull_loop(void *arg)
                             "consumer not bound yet, retrying stream=%s durable=%s "
                             "result=\"%s\"",
                             SB_STREAM_BOT, DURABLE, sb_result_str(r));
-                sleep_ms(1000);
+                sb_sleep_ms(1000);
                 continue;
             }
             failures = 0;
@@ -121,7 +107,7 @@ static void *pull_loop(void *arg)
             atomic_store(&app->ready, false);
             if (failures++ % 30 == 0)
                 SB_WARN(MOD, "fetch failed, retrying result=\"%s\"", sb_result_str(r));
-            sleep_ms(500);
+            sb_sleep_ms(500);
         } else {
             if (failures) atomic_store(&app->ready, true);
             failures = 0;
@@ -158,13 +144,6 @@ int main(int argc, char **argv)
     }
     register_answer_metrics(app.resp.answers);
     SB_INFO(MOD, "answers loaded path=%s entries=%zu", path, sb_answers_count(app.resp.answers));
-
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_sighup;
-    sa.sa_flags = SA_RESTART;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGHUP, &sa, NULL);
 
     sb_result_t r = sb_service_connect(&app.svc, false);
     if (r != SB_OK) {

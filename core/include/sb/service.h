@@ -25,6 +25,9 @@ int sb_service_init(sb_service_t *svc, const char *name, int argc, char **argv,
 SB_MUST_CHECK sb_result_t sb_service_connect(sb_service_t *svc, bool ensure_streams);
 /* True once SIGINT/SIGTERM arrived (installs handlers in sb_service_init). Any thread. */
 bool sb_service_stopping(void);
+/* True once after each SIGHUP (the handler is installed by sb_service_init): the worker
+ * reloads its files (model, answers) at a safe point. Any thread. */
+bool sb_service_take_reload(void);
 /* Marks the service as stopping (as a signal would). */
 void sb_service_request_stop(void);
 /* Runs work(ctx) until the service stops. With listen ("host:port") set, this thread serves

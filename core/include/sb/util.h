@@ -17,6 +17,8 @@ char *sb_xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Wall clock in milliseconds / seconds since the epoch. Any thread. */
 int64_t sb_now_ms(void);
+/* Sleeps ms milliseconds (resumes after signals until the time has passed). */
+void sb_sleep_ms(long ms);
 /* Monotonic clock in nanoseconds, for measuring durations. */
 uint64_t sb_mono_ns(void);
 
