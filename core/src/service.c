@@ -262,3 +262,53 @@ sb_result_t sb_service_run(sb_service_t *svc, const char *listen, const char *li
     sb_http_server_destroy(srv);
     return r;
 }
+
+void *sb_service_consume(void *arg)
+{
+    sb_service_consumer_t *c = arg;
+    sb_bus_pull_t *pull = NULL;
+    int failures = 0;
+    int batch = c->svc->cfg.nats.fetch_batch > 0 ? (int)c->svc->cfg.nats.fetch_batch : 32;
+    while (!sb_service_stopping()) {
+        if (sb_service_take_reload() && c->on_reload) c->on_reload(c->reload_ctx);
+        if (!pull) {
+            sb_result_t r = sb_bus_ensure_streams(c->svc->bus);
+            if (r == SB_OK)
+                r = sb_bus_pull_create(c->svc->bus, c->stream, c->durable, c->filter, &pull);
+            if (r != SB_OK) {
+                if (failures++ % 30 == 0)
+                    SB_WARN(MOD,
+                            "consumer not bound yet, retrying stream=%s durable=%s result=\"%s\"",
+                            c->stream, c->durable, sb_result_str(r));
+                sb_sleep_ms(1000);
+                continue;
+            }
+            failures = 0;
+            atomic_store(&c->ready, true);
+            SB_INFO(MOD, "consuming stream=%s durable=%s filter=%s", c->stream, c->durable,
+                    c->filter ? c->filter : "-");
+        }
+        int handled = 0;
+        /* fetch returns as soon as a message is there; the wait bounds the stop latency */
+        sb_result_t r = sb_bus_pull_fetch(pull, batch, 1000, c->handler, c->ctx, &handled);
+        if (r != SB_OK) {
+            atomic_store(&c->ready, false);
+            if (failures++ % 30 == 0)
+                SB_WARN(MOD, "fetch failed, retrying durable=%s result=\"%s\"", c->durable,
+                        sb_result_str(r));
+            sb_sleep_ms(500);
+        } else {
+            if (failures) atomic_store(&c->ready, true);
+            failures = 0;
+        }
+    }
+    atomic_store(&c->ready, false);
+    sb_bus_pull_destroy(pull);
+    return NULL;
+}
+
+bool sb_service_consumer_ready(void *arg)
+{
+    sb_service_consumer_t *c = arg;
+    return atomic_load(&c->ready) && sb_bus_is_connected(c->svc->bus);
+}

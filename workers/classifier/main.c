@@ -45,7 +45,6 @@
 #define MOD "classifier"
 #define DURABLE "classifier"
 #define FILTER "sb.in.>"
-#define FETCH_WAIT_MS 1000
 #define SHADOW_KEY "classifier.shadow_model"
 
 typedef struct app {
@@ -61,7 +60,6 @@ typedef struct app {
     sb_nlu_t *shadow;           /* shadow model + the same rules; pull thread only */
     sb_metric_t *shadow_info;   /* gauge of the shadow version */
     uint64_t shadow_agree, shadow_total;
-    atomic_bool ready;
 } app_t;
 
 static void count(const char *outcome)
@@ -375,53 +373,10 @@ done:
 
 /* The pull loop: binds the consumer (retrying), then fetches and classifies until the service
  * stops. Reloads happen here, between batches. */
-static void *pull_loop(void *arg)
+/* SIGHUP, between two batches on the consumer thread. */
+static void reload_cb(void *ctx)
 {
-    app_t *app = arg;
-    sb_bus_pull_t *pull = NULL;
-    int failures = 0;
-    int batch = (int)app->svc.cfg.nats.fetch_batch;
-    if (batch <= 0) batch = 32;
-
-    while (!sb_service_stopping()) {
-        if (sb_service_take_reload()) reload(app);
-        if (!pull) {
-            sb_result_t r = sb_bus_ensure_streams(app->svc.bus);
-            if (r == SB_OK)
-                r = sb_bus_pull_create(app->svc.bus, SB_STREAM_IN, DURABLE, FILTER, &pull);
-            if (r != SB_OK) {
-                if (failures++ % 30 == 0)
-                    SB_WARN(MOD,
-                            "consumer not bound yet, retrying stream=%s durable=%s "
-                            "result=\"%s\"",
-                            SB_STREAM_IN, DURABLE, sb_result_str(r));
-                sb_sleep_ms(1000);
-                continue;
-            }
-            failures = 0;
-            atomic_store(&app->ready, true);
-            SB_INFO(MOD, "consuming stream=%s durable=%s filter=%s", SB_STREAM_IN, DURABLE, FILTER);
-        }
-        int handled = 0;
-        sb_result_t r = sb_bus_pull_fetch(pull, batch, FETCH_WAIT_MS, handle, app, &handled);
-        if (r != SB_OK) {
-            atomic_store(&app->ready, false);
-            if (failures++ % 30 == 0)
-                SB_WARN(MOD, "fetch failed, retrying result=\"%s\"", sb_result_str(r));
-            sb_sleep_ms(500);
-        } else {
-            if (failures) atomic_store(&app->ready, true);
-            failures = 0;
-        }
-    }
-    sb_bus_pull_destroy(pull);
-    return NULL;
-}
-
-static bool is_ready(void *ctx)
-{
-    app_t *app = ctx;
-    return atomic_load(&app->ready) && sb_bus_is_connected(app->svc.bus);
+    reload(ctx);
 }
 
 int main(int argc, char **argv)
@@ -488,8 +443,16 @@ int main(int argc, char **argv)
         goto close_nlu;
     }
 
+    sb_service_consumer_t consumer = {.svc = &app.svc,
+                                      .stream = SB_STREAM_IN,
+                                      .durable = DURABLE,
+                                      .filter = FILTER,
+                                      .handler = handle,
+                                      .ctx = &app,
+                                      .on_reload = reload_cb,
+                                      .reload_ctx = &app};
     r = sb_service_run(&app.svc, cfg->classifier.metrics_listen, "classifier.metrics_listen",
-                       is_ready, pull_loop, &app);
+                       sb_service_consumer_ready, sb_service_consume, &consumer);
     status = r == SB_OK ? 0 : 1;
     SB_INFO(MOD, "stopped");
 

@@ -22,12 +22,10 @@
 #define MOD "responder"
 #define DURABLE "responder"
 #define FILTER "sb.bot.>"
-#define FETCH_WAIT_MS 1000
 
 typedef struct app {
     sb_service_t svc;
     sb_responder_t resp;
-    atomic_bool ready;
 } app_t;
 
 static void count_reload(const char *outcome)
@@ -73,54 +71,10 @@ static void reload(app_t *app)
 /* The pull loop: (re)binds the consumer until it works, then fetches and answers until the
  * service stops. Reloads happen here, between batches, so answers are never swapped under a
  * turn being answered. */
-static void *pull_loop(void *arg)
+/* SIGHUP, between two batches on the consumer thread. */
+static void reload_cb(void *ctx)
 {
-    app_t *app = arg;
-    sb_bus_pull_t *pull = NULL;
-    int failures = 0;
-    int batch = (int)app->svc.cfg.nats.fetch_batch;
-
-    while (!sb_service_stopping()) {
-        if (sb_service_take_reload()) reload(app);
-        if (!pull) {
-            sb_result_t r = sb_bus_ensure_streams(app->svc.bus);
-            if (r == SB_OK)
-                r = sb_bus_pull_create(app->svc.bus, SB_STREAM_BOT, DURABLE, FILTER, &pull);
-            if (r != SB_OK) {
-                if (failures++ % 30 == 0)
-                    SB_WARN(MOD,
-                            "consumer not bound yet, retrying stream=%s durable=%s "
-                            "result=\"%s\"",
-                            SB_STREAM_BOT, DURABLE, sb_result_str(r));
-                sb_sleep_ms(1000);
-                continue;
-            }
-            failures = 0;
-            atomic_store(&app->ready, true);
-            SB_INFO(MOD, "consuming stream=%s durable=%s filter=%s", SB_STREAM_BOT, DURABLE,
-                    FILTER);
-        }
-        int handled = 0;
-        sb_result_t r = sb_bus_pull_fetch(pull, batch, FETCH_WAIT_MS, sb_responder_handle,
-                                          &app->resp, &handled);
-        if (r != SB_OK) {
-            atomic_store(&app->ready, false);
-            if (failures++ % 30 == 0)
-                SB_WARN(MOD, "fetch failed, retrying result=\"%s\"", sb_result_str(r));
-            sb_sleep_ms(500);
-        } else {
-            if (failures) atomic_store(&app->ready, true);
-            failures = 0;
-        }
-    }
-    sb_bus_pull_destroy(pull);
-    return NULL;
-}
-
-static bool is_ready(void *ctx)
-{
-    app_t *app = ctx;
-    return atomic_load(&app->ready) && sb_bus_is_connected(app->svc.bus);
+    reload(ctx);
 }
 
 int main(int argc, char **argv)
@@ -152,8 +106,16 @@ int main(int argc, char **argv)
     }
     app.resp.bus = app.svc.bus;
 
+    sb_service_consumer_t consumer = {.svc = &app.svc,
+                                      .stream = SB_STREAM_BOT,
+                                      .durable = DURABLE,
+                                      .filter = FILTER,
+                                      .handler = sb_responder_handle,
+                                      .ctx = &app.resp,
+                                      .on_reload = reload_cb,
+                                      .reload_ctx = &app};
     r = sb_service_run(&app.svc, app.svc.cfg.responder.metrics_listen, "responder.metrics_listen",
-                       is_ready, pull_loop, &app);
+                       sb_service_consumer_ready, sb_service_consume, &consumer);
     status = r == SB_OK ? 0 : 1;
     SB_INFO(MOD, "stopped");
 

@@ -4,6 +4,7 @@
 #ifndef SB_SERVICE_H
 #define SB_SERVICE_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 
 #include "bus.h"
@@ -38,6 +39,26 @@ void sb_service_request_stop(void);
 SB_MUST_CHECK sb_result_t sb_service_run(sb_service_t *svc, const char *listen,
                                          const char *listen_key, bool (*ready)(void *ctx),
                                          void *(*work)(void *ctx), void *ctx);
+/* One worker's pull loop: bind the durable (retrying every second while NATS or the stream
+ * is not there), then fetch batches of nats.fetch_batch and hand each message to handler
+ * (acked by its verdict, see sb_bus_pull_fetch) until the service stops. After a SIGHUP,
+ * on_reload (may be NULL) runs between two batches, on this thread. ready is true while
+ * bound and fetching (for /readyz). */
+typedef struct sb_service_consumer {
+    sb_service_t *svc;
+    const char *stream, *durable, *filter;
+    sb_bus_handler_fn handler;
+    void *ctx;
+    void (*on_reload)(void *reload_ctx);
+    void *reload_ctx;
+    atomic_bool ready;
+} sb_service_consumer_t;
+/* Runs the loop of c (an sb_service_consumer_t *) until the service stops; returns NULL, so
+ * it can be sb_service_run's work. */
+void *sb_service_consume(void *c);
+/* /readyz of a consumer: bound, fetching and connected. */
+bool sb_service_consumer_ready(void *c);
+
 void sb_service_close(sb_service_t *svc);
 
 #endif
