@@ -370,8 +370,9 @@ int sb_cli_up(int argc, char **argv)
     const char *api_base = getenv("SB_CHANNEL_API_BASE");
     printf("\nSwitchboard is %s.\n"
            "  router             http://%s\n"
-           "  webchat webhook    POST http://%s/v1/ingress/webchat/events\n"
-           "  whatsapp webhook   POST/GET http://%s/v1/ingress/whatsapp\n"
+           "  webhooks           http://%s/v1/ingress/<channel> (webchat/events, whatsapp,\n"
+           "                     messenger, instagram, telegram/<bot id>, slack/..., twilio/...)\n"
+           "  web chat widget    http://%s/widget/demo.html\n"
            "  health             http://%s/healthz  http://%s/readyz\n"
            "  metrics            http://%s/metrics\n"
            "  channel API calls  %s\n"
