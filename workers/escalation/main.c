@@ -1,10 +1,11 @@
 /* switchboard-escalation: the worker that owns the conversation store. The main thread runs
  * the core HTTP server (/metrics, /healthz, /readyz on escalation.metrics_listen, or no socket
  * when it is empty) until SIGINT/SIGTERM. Two consumer threads bind the durable pull consumers
- * `escalation` (SB_NLU, sb.nlu.>) and `escalation-agent` (SB_AGENT, sb.agent.>) and hand each
- * message to the engine (conversation.c) under one mutex, so the store has one writer at a
- * time; the engine publishes its outputs and commits its writes before the bus acks. The
- * retention sweep runs on a timer, under the same mutex. */
+ * `escalation` (SB_NLU, sb.nlu.>) and `escalation-agent` (SB_AGENT, sb.agent.>) with the
+ * shared pull loop (sb_service_consume) and hand each message to the engine (conversation.c)
+ * under one mutex, so the store has one writer at a time; the engine publishes its outputs and
+ * commits its writes before the bus acks. A third thread runs the retention sweep on a timer,
+ * under the same mutex. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -23,8 +24,7 @@
 #include "vault.h"
 
 #define MOD "escalation"
-#define FETCH_TIMEOUT_MS 1000 /* fetch returns as soon as a message is there */
-#define RETRY_MS 500
+#define NCONSUMERS 2
 #define SWEEP_INTERVAL_MS 60000
 #define SWEEP_BATCH 1000
 #define SWEEP_MAX_BATCHES 20 /* per tick, so consumers are never starved for long */
@@ -36,8 +36,9 @@ typedef struct app {
     esc_engine_t *engine;
     sb_http_server_t *http;
     pthread_mutex_t lock; /* serializes every store writer: handlers and the sweep */
-    struct consumer *consumers;
-    size_t nconsumers;
+    /* One thread per durable, each blocking in its own fetch (sb_service_consume), so a
+     * message on one stream never waits for the other's; their handlers take lock. */
+    sb_service_consumer_t consumers[NCONSUMERS];
     sb_metric_t *m_map, *m_deleted, *m_oldest;
 } app_t;
 
@@ -95,70 +96,28 @@ static void sweep(app_t *a)
         SB_DEBUG(MOD, "retention sweep deleted=0 oldest_s=%lld", (long long)oldest);
 }
 
-/* One consumer thread per durable, each blocking in its own fetch, so a message on one
- * stream never waits for the other's fetch timeout. Handlers and the sweep run under
- * a->lock: the store still has exactly one writer at a time. */
-typedef struct consumer {
-    app_t *a;
-    const char *stream, *durable, *filter;
-    sb_bus_handler_fn handler;
-    bool sweeps; /* this thread also runs the retention sweep */
-    atomic_bool ready;
-    pthread_t thread;
-    bool started;
-} consumer_t;
-
-static void *consumer_main(void *arg)
+/* The retention sweep's own thread: a tick every SWEEP_INTERVAL_MS under a->lock, whether
+ * NATS is up or not; it wakes every 100 ms to notice a stop. */
+static void *sweeper_main(void *arg)
 {
-    consumer_t *c = arg;
-    app_t *a = c->a;
-    sb_bus_pull_t *pull = NULL;
-    int batch = (int)a->svc.cfg.nats.fetch_batch;
-    if (batch < 1) batch = 1;
-    uint64_t next_sweep = 0;
-
+    app_t *a = arg;
     while (!sb_service_stopping()) {
-        /* retention runs whether NATS is up or not */
-        uint64_t now = sb_mono_ns() / 1000000u;
-        if (c->sweeps && now >= next_sweep) {
-            pthread_mutex_lock(&a->lock);
-            sweep(a);
-            pthread_mutex_unlock(&a->lock);
-            next_sweep = now + SWEEP_INTERVAL_MS;
-        }
-        if (!pull) {
-            sb_result_t r = SB_OK;
-            if (!sb_bus_is_connected(a->svc.bus)) {
-                sb_sleep_ms(RETRY_MS);
-                continue;
-            }
-            if (!sb_bus_has_streams(a->svc.bus)) r = sb_bus_ensure_streams(a->svc.bus);
-            if (r == SB_OK)
-                r = sb_bus_pull_create(a->svc.bus, c->stream, c->durable, c->filter, &pull);
-            if (r != SB_OK) {
-                SB_WARN(MOD, "consumer not ready durable=%s result=%s", c->durable,
-                        sb_result_str(r));
-                sb_sleep_ms(RETRY_MS);
-                continue;
-            }
-            SB_INFO(MOD, "consuming stream=%s durable=%s", c->stream, c->durable);
-        }
-        int handled = 0;
-        sb_result_t r = sb_bus_pull_fetch(pull, batch, FETCH_TIMEOUT_MS, c->handler, a, &handled);
-        atomic_store(&c->ready, r == SB_OK && sb_bus_is_connected(a->svc.bus));
-        if (r != SB_OK) sb_sleep_ms(RETRY_MS / 2);
+        pthread_mutex_lock(&a->lock);
+        sweep(a);
+        pthread_mutex_unlock(&a->lock);
+        for (int waited = 0; waited < SWEEP_INTERVAL_MS && !sb_service_stopping(); waited += 100)
+            sb_sleep_ms(100);
     }
-    atomic_store(&c->ready, false);
-    sb_bus_pull_destroy(pull);
     return NULL;
 }
 
+/* Ready when both consumers are bound and fetching. */
 static bool is_ready(void *ctx)
 {
     app_t *a = ctx;
-    for (size_t i = 0; i < a->nconsumers; i++)
-        if (!atomic_load(&a->consumers[i].ready)) return false;
-    return a->nconsumers > 0 && sb_bus_is_connected(a->svc.bus);
+    for (size_t i = 0; i < NCONSUMERS; i++)
+        if (!sb_service_consumer_ready(&a->consumers[i])) return false;
+    return true;
 }
 
 static sb_result_t load_key(uint8_t key[SB_SEAL_KEY_BYTES], const char *b64, const char *name)
@@ -180,19 +139,25 @@ int main(int argc, char **argv)
     uint8_t contact_pk[SB_SEAL_KEY_BYTES], contact_sk[SB_SEAL_KEY_BYTES];
     uint8_t recipient_pk[SB_SEAL_KEY_BYTES], master[SB_SEAL_KEY_BYTES];
     char *lmdb_dir = NULL;
-    consumer_t consumers[] = {
-        {.a = &a,
-         .stream = SB_STREAM_NLU,
-         .durable = "escalation",
-         .filter = "sb.nlu.>",
-         .handler = on_nlu,
-         .sweeps = true},
-        {.a = &a,
-         .stream = SB_STREAM_AGENT,
-         .durable = "escalation-agent",
-         .filter = "sb.agent.>",
-         .handler = on_agent},
+    static const struct {
+        const char *stream, *durable, *filter;
+        sb_bus_handler_fn handler;
+    } durables[NCONSUMERS] = {
+        {SB_STREAM_NLU, "escalation", "sb.nlu.>", on_nlu},
+        {SB_STREAM_AGENT, "escalation-agent", "sb.agent.>", on_agent},
     };
+    pthread_t threads[NCONSUMERS + 1]; /* the consumers, then the sweeper */
+    size_t nthreads = 0;
+    for (size_t i = 0; i < NCONSUMERS; i++) {
+        sb_service_consumer_t *c = &a.consumers[i];
+        c->svc = &a.svc;
+        c->stream = durables[i].stream;
+        c->durable = durables[i].durable;
+        c->filter = durables[i].filter;
+        c->handler = durables[i].handler;
+        c->ctx = &a;
+        atomic_init(&c->ready, false);
+    }
     pthread_mutex_init(&a.lock, NULL);
 
     if (load_key(contact_pk, cfg->keys.contact_public_key, "keys.contact_public_key") != SB_OK ||
@@ -270,15 +235,18 @@ int main(int argc, char **argv)
         SB_ERROR(MOD, "cannot create the bus connection result=%s", sb_result_str(r));
         goto out;
     }
-    for (size_t i = 0; i < sizeof consumers / sizeof consumers[0]; i++) {
-        if (pthread_create(&consumers[i].thread, NULL, consumer_main, &consumers[i]) != 0) {
-            SB_ERROR(MOD, "cannot start a consumer thread durable=%s", consumers[i].durable);
+    for (size_t i = 0; i < NCONSUMERS; i++) {
+        if (pthread_create(&threads[nthreads], NULL, sb_service_consume, &a.consumers[i]) != 0) {
+            SB_ERROR(MOD, "cannot start a consumer thread durable=%s", a.consumers[i].durable);
             goto out;
         }
-        consumers[i].started = true;
+        nthreads++;
     }
-    a.consumers = consumers;
-    a.nconsumers = sizeof consumers / sizeof consumers[0];
+    if (pthread_create(&threads[nthreads], NULL, sweeper_main, &a) != 0) {
+        SB_ERROR(MOD, "cannot start the retention thread");
+        goto out;
+    }
+    nthreads++;
     SB_INFO(MOD, "running metrics_listen=%s team=%s partitions=%lld", listen ? listen : "-",
             cfg->escalation.default_team, (long long)cfg->nats.partitions);
     r = sb_http_server_run(a.http);
@@ -286,8 +254,8 @@ int main(int argc, char **argv)
     status = 0;
 out:
     sb_service_request_stop();
-    for (size_t i = 0; i < sizeof consumers / sizeof consumers[0]; i++)
-        if (consumers[i].started) pthread_join(consumers[i].thread, NULL);
+    for (size_t i = 0; i < nthreads; i++)
+        pthread_join(threads[i], NULL);
     sb_http_server_destroy(a.http);
     esc_engine_destroy(a.engine);
     esc_vault_close(a.vault);
