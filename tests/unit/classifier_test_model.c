@@ -348,12 +348,13 @@ static void test_threshold_and_calibration(void **state)
 }
 
 /* Trains the small set with a hidden layer and/or the example memory. */
-static sb_nlu_model_t *train_opts(uint32_t hidden, float knn_weight, bool quantize)
+static sb_nlu_model_t *train_sums(uint32_t hidden, float knn_weight, bool quantize, bool sums)
 {
     sb_nlu_dataset_t ds;
     load_small(&ds);
     sb_nlu_train_opts_t o;
     sb_nlu_train_opts_default(&o);
+    o.word_sums = sums;
     o.hidden = hidden;
     o.knn_weight = knn_weight;
     o.quantize = quantize;
@@ -362,6 +363,11 @@ static sb_nlu_model_t *train_opts(uint32_t hidden, float knn_weight, bool quanti
     assert_int_equal(sb_nlu_train(&m, &ds, &o, NULL, err, sizeof err), SB_OK);
     sb_nlu_dataset_free(&ds);
     return m;
+}
+
+static sb_nlu_model_t *train_opts(uint32_t hidden, float knn_weight, bool quantize)
+{
+    return train_sums(hidden, knn_weight, quantize, true);
 }
 
 static void test_hidden_and_memory_round_trip(void **state)
@@ -443,8 +449,13 @@ static void test_memory_checked(void **state)
      * rows, then the memory's example, key and posting counts */
     uint32_t kn = rd32(b + 56), kp = rd32(b + 64);
     assert_true(kn == 12 && kp > 0);
-    /* the first posting's example index (after it: kp values and the checksum) */
-    uint8_t *ex0 = b + n - 8 - (size_t)kp * 4 - (size_t)kp * 4;
+    /* then the word sums: keys, squared norms, scales and int8 rows */
+    uint32_t labels = rd32(b + 36), ns = rd32(b + 76);
+    assert_int_equal(rd32(b + 44), 1); /* quantized */
+    assert_true(ns > 0);
+    size_t sums = (size_t)ns * (8 + 4 + 4 + labels);
+    /* the first posting's example index (after it: kp values, the sums and the checksum) */
+    uint8_t *ex0 = b + n - 8 - sums - (size_t)kp * 4 - (size_t)kp * 4;
     uint32_t keep = rd32(ex0);
     assert_true(keep < kn);
     wr32(ex0, kn); /* one past the last example */
@@ -458,6 +469,60 @@ static void test_memory_checked(void **state)
     sb_nlu_model_destroy(l);
     free(b);
     sb_nlu_model_destroy(m);
+}
+
+/* A model with word sums scores like the same model without them (the sums only regroup the
+ * char n-gram rows of known words), on known and unknown words, quantized or not; a sum with a
+ * negative norm is refused at load. */
+static void test_word_sums(void **state)
+{
+    (void)state;
+    for (int q = 0; q < 2; q++) {
+        sb_nlu_model_t *with = train_sums(0, 0, q, true), *without = train_sums(0, 0, q, false);
+        sb_nlu_work_t *w = sb_nlu_work_create();
+        size_t L = sb_nlu_model_nlabels(with);
+        float *a = malloc(L * sizeof *a), *c = malloc(L * sizeof *c);
+        const char *texts[] = {"where's my order?", "hello there", "zzqx unknownword order",
+                               "can I return shoes", ""};
+        for (size_t t = 0; t < sizeof texts / sizeof texts[0]; t++) {
+            sb_nlu_work_tokenize(w, texts[t], strlen(texts[t]), true, NULL);
+            sb_nlu_model_logits(with, w, NULL, a);
+            sb_nlu_work_tokenize(w, texts[t], strlen(texts[t]), true, NULL);
+            sb_nlu_model_logits(without, w, NULL, c);
+            for (size_t j = 0; j < L; j++)
+                assert_float_equal(a[j], c[j], q ? 0.02 : 1e-4);
+        }
+        uint8_t *b;
+        size_t n, nw;
+        uint8_t *bw;
+        sb_nlu_model_serialize(with, &b, &n);
+        sb_nlu_model_serialize(without, &bw, &nw);
+        uint32_t ns = rd32(b + 76);
+        assert_true(ns > 0);
+        assert_int_equal(rd32(bw + 76), 0);
+        assert_true(n > nw);
+        /* the first sum's squared norm, after the keys */
+        size_t rows = (size_t)ns * L * (q ? 1 : 4) + (q ? (size_t)ns * 4 : 0);
+        uint8_t *ss0 = b + n - 8 - rows - (size_t)ns * 4;
+        uint32_t keep = rd32(ss0);
+        wr32(ss0, 0xbf800000u); /* -1.0f */
+        reseal(b, n);
+        sb_nlu_model_t *l = NULL;
+        char err[256];
+        assert_int_equal(sb_nlu_model_parse(&l, b, n, err, sizeof err), SB_E_INVALID);
+        assert_non_null(strstr(err, "word sums"));
+        wr32(ss0, keep);
+        reseal(b, n);
+        assert_int_equal(sb_nlu_model_parse(&l, b, n, err, sizeof err), SB_OK);
+        sb_nlu_model_destroy(l);
+        free(b);
+        free(bw);
+        free(a);
+        free(c);
+        sb_nlu_work_destroy(w);
+        sb_nlu_model_destroy(with);
+        sb_nlu_model_destroy(without);
+    }
 }
 
 static void test_split(void **state)
@@ -540,6 +605,7 @@ int main(void)
         cmocka_unit_test(test_threshold_and_calibration),
         cmocka_unit_test(test_hidden_and_memory_round_trip),
         cmocka_unit_test(test_memory_checked),
+        cmocka_unit_test(test_word_sums),
         cmocka_unit_test(test_split),
         cmocka_unit_test(test_set_calibration),
     };

@@ -73,7 +73,7 @@ static void train_usage(FILE *f)
                "                         [--dropout P] [--ensemble K] [--val-split P]\n"
                "                         [--no-refit] [--knn-k N] [--knn-weight X]\n"
                "                         [--hidden N] [--hidden-lr X] [--hidden-init X]\n"
-               "                         [--no-quantize] [--verbose]\n"
+               "                         [--no-quantize] [--no-word-sums] [--verbose]\n"
                "  FILE is TSV (text<TAB>intent) or YAML (.yml/.yaml, Rasa-like nlu: list).\n"
                "  Without --val, --val-split (default 0.1) of each intent's examples is set\n"
                "  aside to calibrate on, then the model is refit on everything (--no-refit:\n"
@@ -174,6 +174,8 @@ int sb_nlu_cmd_train(int argc, char **argv)
             o.feat.stem = true;
         } else if (strcmp(argv[i], "--no-quantize") == 0) {
             o.quantize = false;
+        } else if (strcmp(argv[i], "--no-word-sums") == 0) {
+            o.word_sums = false;
         } else if (strcmp(argv[i], "--verbose") == 0) {
             o.verbose = true;
         } else {

@@ -22,19 +22,26 @@
  * accuracy + out-of-scope recall) / 2; the stored threshold is the median of the best cuts on
  * bootstrap resamples of the validation rows.
  *
+ * Word sums: for the most frequent words of the training data the model also stores the sum of
+ * their char n-gram rows, weighted as prediction weighs them, and the squared norm those
+ * n-grams add to a message; a known word then costs one row instead of ~10 (same scores up to
+ * rounding, ~25 % less prediction time).
+ *
  * Prediction: bucket ids → rows through an open-addressing table built at load (prefetched,
  * the model is larger than the caches); scores = bias + Σ value · W[row] with an AVX2 kernel
  * when the CPU has it (+ W2 · relu(b1 + Σ value · E[row]) with a hidden layer); softmax with
  * the temperature; the memory's vote mixed in; top-k and margin.
  *
- * File (all little-endian): "SBNLUMDL", u32 format version (2; 1 is still read), feature
- * config, u32 nlabels, u32 nrows, u32 quantized, [v2: u32 hidden, u32 memory examples, u32
- * memory rows, u32 memory postings, u32 k, f32 share], f32 temperature, f32 threshold, labels
+ * File (all little-endian): "SBNLUMDL", u32 format version (3; 1 and 2 are still read),
+ * feature config, u32 nlabels, u32 nrows, u32 quantized, [v2: u32 hidden, u32 memory examples,
+ * u32 memory rows, u32 memory postings, u32 k, f32 share], [v3: u32 word sums], f32
+ * temperature, f32 threshold, labels
  * (u8 length + bytes), f32 bias[nlabels], u32 keys[nrows] (ascending bucket ids), with idf:
  * f32 idf_unk + f32 idf[nrows], then either f32 W[nrows][nlabels] or f32 scale[nrows] + i8
  * W[nrows][nlabels]; with a hidden layer f32 b1[hidden], f32 W2[hidden][nlabels], and E like
  * W; with a memory u32 label[examples], u32 rows[], f32 idf[], u32 offsets[rows + 1], u32
- * example[postings], f32 value[postings]; and a u64 FNV-1a of everything before it. The model
+ * example[postings], f32 value[postings]; with word sums u64 keys[sums] (ascending), f32
+ * squared norm[sums] and the sums like W; and a u64 FNV-1a of everything before it. The model
  * version is that checksum in hex. Every count and index is checked at load. */
 #include <errno.h>
 #include <math.h>
@@ -46,7 +53,7 @@
 #include "sb/util.h"
 
 #define MODEL_MAGIC "SBNLUMDL"
-#define MODEL_FORMAT 2u /* 2 added the hidden layer; 1 is still read */
+#define MODEL_FORMAT 3u /* 3 added the word sums, 2 the hidden layer; 1 and 2 are still read */
 #define MAX_HIDDEN 1024u
 #define KNN_TOLERANCE 0.003f /* validation gain needed to move the memory's share */
 #define EMPTY_KEY 0xffffffffu
@@ -89,6 +96,16 @@ struct sb_nlu_model {
     uint32_t *knn_ex;    /* knn_npost: example of each posting */
     float *knn_val;      /* knn_npost: its weight in that example's unit vector */
     int32_t *knn_slot;   /* nrows: index into knn_rows, or -1 (built at load) */
+    /* word sums: for the words of the training data, the sum of their char n-gram rows
+     * (weighted as prediction weighs them), so that a known word costs one row, not ~10 */
+    uint32_t nsums;
+    uint64_t *sum_keys; /* nsums ascending word keys (nlu_word_key) */
+    float *sum_ss;      /* nsums: squared norm the word's n-grams add to a message */
+    float *sumf;        /* nsums * nlabels, when !quant */
+    int8_t *sumq;       /* nsums * nlabels, when quant */
+    float *sum_scale;   /* nsums, when quant */
+    uint32_t sum_mask;  /* lookup: word key → sum index + 1 (0 = empty), built at load */
+    uint32_t *sum_tab;
     float temperature;
     float threshold;
     char version[17];
@@ -291,6 +308,12 @@ void sb_nlu_model_destroy(sb_nlu_model_t *m)
     free(m->knn_ex);
     free(m->knn_val);
     free(m->knn_slot);
+    free(m->sum_keys);
+    free(m->sum_ss);
+    free(m->sumf);
+    free(m->sumq);
+    free(m->sum_scale);
+    free(m->sum_tab);
     free(m);
 }
 
@@ -330,15 +353,16 @@ const sb_nlu_featcfg_t *sb_nlu_model_featcfg(const sb_nlu_model_t *m)
  * Returns how many were kept. Shared by training and prediction so both see the same
  * vectors. */
 static size_t weigh(int32_t *rows, float *vals, size_t nf, const float *idf, float idf_unk,
-                    size_t *nword)
+                    size_t *nword, double extra_ss, float *inv_out)
 {
     size_t nw = *nword, kw = 0;
-    double ss = 0;
+    double ss = extra_ss;
     for (size_t f = 0; f < nf; f++) {
         if (idf) vals[f] *= rows[f] >= 0 ? idf[rows[f]] : idf_unk;
         ss += (double)vals[f] * vals[f];
     }
     float inv = ss > 0 ? (float)(1.0 / sqrt(ss)) : 0.0f;
+    if (inv_out) *inv_out = inv;
     size_t k = 0;
     for (size_t f = 0; f < nf; f++) {
         if (rows[f] < 0) continue;
@@ -492,11 +516,39 @@ static void accumulate_f(float *restrict z, uint32_t L, const float *restrict wf
     accumulate_f_c(z, L, wf, rows, vals, nf);
 }
 
+static int32_t find_sum(const void *ctx, uint64_t key)
+{
+    const sb_nlu_model_t *m = ctx;
+    uint32_t i = nlu_mix32((uint32_t)key ^ (uint32_t)(key >> 32)) & m->sum_mask;
+    for (;;) {
+        uint32_t s = m->sum_tab[i];
+        if (s == 0) return -1;
+        if (m->sum_keys[s - 1] == key) return (int32_t)(s - 1);
+        i = (i + 1) & m->sum_mask;
+    }
+}
+
+static void sums_build_table(sb_nlu_model_t *m)
+{
+    uint32_t size = pow2_at_least((uint64_t)m->nsums * 2 + 1);
+    m->sum_mask = size - 1;
+    m->sum_tab = sb_xcalloc(size, sizeof *m->sum_tab);
+    for (uint32_t s = 0; s < m->nsums; s++) {
+        uint64_t key = m->sum_keys[s];
+        uint32_t i = nlu_mix32((uint32_t)key ^ (uint32_t)(key >> 32)) & m->sum_mask;
+        while (m->sum_tab[i] != 0)
+            i = (i + 1) & m->sum_mask;
+        m->sum_tab[i] = s + 1;
+    }
+}
+
 void sb_nlu_model_logits(const sb_nlu_model_t *m, sb_nlu_work_t *w, const char *lang, float *z)
 {
     const uint32_t *ids;
     const float *fv;
-    size_t nf = sb_nlu_work_featurize(w, &m->feat, lang, &ids, &fv);
+    size_t nf = m->nsums ? nlu_work_featurize_summed(w, &m->feat, lang, find_sum, m, &ids, &fv)
+                         : sb_nlu_work_featurize(w, &m->feat, lang, &ids, &fv);
+    size_t ns = m->nsums ? w->nsums : 0;
     int32_t *rows = w->frows;
     float *vals = w->fvals; /* the work's own feature values, reweighted in place */
     const uint32_t L = m->nlabels;
@@ -522,13 +574,32 @@ void sb_nlu_model_logits(const sb_nlu_model_t *m, sb_nlu_work_t *w, const char *
                 __builtin_prefetch(eb + o);
         }
     }
+    double sum_ss = 0;
+    for (size_t s = 0; s < ns; s++) {
+        size_t i = (size_t)w->sums[s];
+        sum_ss += m->sum_ss[i];
+        const char *base =
+            m->quant ? (const char *)(m->sumq + i * L) : (const char *)(m->sumf + i * L);
+        for (size_t o = 0; o < row_bytes; o += 64)
+            __builtin_prefetch(base + o);
+    }
     size_t nwk = w->nwf;
-    nf = weigh(rows, vals, nf, m->idf, m->idf_unk, &nwk);
+    float inv = 0;
+    nf = weigh(rows, vals, nf, m->idf, m->idf_unk, &nwk, sum_ss, &inv);
     memcpy(z, m->bias, L * sizeof *z);
     if (m->quant)
         accumulate_q(z, L, m->wq, m->scale, rows, vals, nf);
     else
         accumulate_f(z, L, m->wf, rows, vals, nf);
+    if (ns) {
+        /* a sum stands for its word's n-grams, already idf-weighted: it gets the message's norm */
+        for (size_t s = 0; s < ns; s++)
+            w->sum_vals[s] = inv;
+        if (m->quant)
+            accumulate_q(z, L, m->sumq, m->sum_scale, w->sums, w->sum_vals, ns);
+        else
+            accumulate_f(z, L, m->sumf, w->sums, w->sum_vals, ns);
+    }
     if (m->hidden) {
         /* h = relu(b1 + Σ v · E[row]); z += Σ_{h>0} h · W2[unit] */
         const uint32_t H = m->hidden;
@@ -763,6 +834,7 @@ void sb_nlu_train_opts_default(sb_nlu_train_opts_t *o)
     o->oos_weight = 3.0f;
     o->min_count = 1;
     o->quantize = true;
+    o->word_sums = true;
     o->calibrate = true;
     o->knn_k = 10;
     o->knn_weight = 0.3f;
@@ -1106,7 +1178,7 @@ static void featurize_set(const sb_nlu_dataset_t *ds, const int *label_map,
             rows[f] = row ? (int32_t)*row : -1;
         }
         size_t nwk = w->nwf;
-        nf = weigh(rows, vals, nf, idf, idf_unk, &nwk);
+        nf = weigh(rows, vals, nf, idf, idf_unk, &nwk, 0.0, NULL);
         if (nnz + nf > cap) {
             while (nnz + nf > cap)
                 cap *= 2;
@@ -1149,8 +1221,12 @@ typedef struct hid_part {
  * (label L) pulled towards the uniform distribution. Writes W[nrows * L] and bias[L]. With a
  * hidden part, the logits also get W2 · relu(b1 + Σ v·E[row]) (a small hidden layer beside
  * the linear one, trained jointly; E starts random, W2 at zero). */
-static void train_member(const csr_t *x, uint32_t L, size_t nrows, const sb_nlu_train_opts_t *o,
-                         uint64_t seed, float *W, float *bias, hid_part_t *hp)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target_clones("avx2", "default")))
+#endif
+static void
+train_member(const csr_t *x, uint32_t L, size_t nrows, const sb_nlu_train_opts_t *o, uint64_t seed,
+             float *W, float *bias, hid_part_t *hp)
 {
     size_t nw = nrows * L;
     memset(W, 0, nw * sizeof *W);
@@ -1433,6 +1509,132 @@ static void quantize_rows(const float *w, size_t rows, uint32_t cols, int8_t *q,
     }
 }
 
+/* u64 word key → count, open addressing (keys are hashes; 0 marks an empty slot and the
+ * key 0 is counted in a slot of its own). */
+typedef struct wcount {
+    uint64_t *keys;
+    uint32_t *vals;
+    uint32_t mask, n, zero;
+} wcount_t;
+
+static void wcount_add(wcount_t *c, uint64_t key)
+{
+    if (key == 0) {
+        c->zero++;
+        return;
+    }
+    if (!c->keys || (c->n + 1) * 2 > c->mask + 1) {
+        wcount_t g = {.mask = c->keys ? c->mask * 2 + 1 : 1023, .zero = c->zero};
+        g.keys = sb_xcalloc((size_t)g.mask + 1, sizeof *g.keys);
+        g.vals = sb_xcalloc((size_t)g.mask + 1, sizeof *g.vals);
+        for (uint32_t i = 0; c->keys && i <= c->mask; i++)
+            if (c->keys[i]) {
+                uint32_t j =
+                    nlu_mix32((uint32_t)c->keys[i] ^ (uint32_t)(c->keys[i] >> 32)) & g.mask;
+                while (g.keys[j])
+                    j = (j + 1) & g.mask;
+                g.keys[j] = c->keys[i];
+                g.vals[j] = c->vals[i];
+                g.n++;
+            }
+        free(c->keys);
+        free(c->vals);
+        *c = g;
+    }
+    uint32_t i = nlu_mix32((uint32_t)key ^ (uint32_t)(key >> 32)) & c->mask;
+    while (c->keys[i] && c->keys[i] != key)
+        i = (i + 1) & c->mask;
+    if (!c->keys[i]) {
+        c->keys[i] = key;
+        c->n++;
+    }
+    c->vals[i]++;
+}
+
+typedef struct wfreq {
+    uint64_t key;
+    uint32_t count;
+} wfreq_t;
+
+static int cmp_wfreq(const void *a, const void *b)
+{
+    const wfreq_t *x = a, *y = b;
+    if (x->count != y->count) return x->count > y->count ? -1 : 1;
+    return x->key < y->key ? -1 : x->key > y->key;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The word sums (see struct sb_nlu_model) of the most frequent words of the training sets, at
+ * most max(1024, rows / 4) of them: Σ value · idf · W[row] over each word's char n-grams and
+ * the squared norm those n-grams add, computed from the float weights W, exactly as weigh()
+ * and the accumulation treat them one by one. Needs m's feature configuration, idf and rows
+ * (rowmap: bucket → row); leaves float sums in m->sumf (quantized by the caller). */
+static void sums_build(sb_nlu_model_t *m, const float *W, const counter_t *rowmap,
+                       const sb_nlu_dataset_t *const *sets, size_t nsets, sb_nlu_work_t *w)
+{
+    const uint32_t L = m->nlabels;
+    if (m->feat.char_max == 0 || m->feat.char_max < m->feat.char_min) return;
+    wcount_t wc = {0};
+    for (size_t d = 0; d < nsets; d++)
+        for (size_t i = 0; sets[d] && i < sets[d]->n; i++) {
+            tokenize_like_model(&m->feat, w, sets[d]->ex[i].text);
+            for (size_t t = 0; t < w->ntoks; t++)
+                if (w->toks[t].kind == SB_NLU_TOK_WORD) wcount_add(&wc, nlu_word_key(&w->toks[t]));
+        }
+    if (wc.n == 0) goto done;
+    wfreq_t *fr = sb_xmalloc((size_t)wc.n * sizeof *fr);
+    size_t n = 0;
+    for (uint32_t i = 0; i <= wc.mask; i++)
+        if (wc.keys[i]) fr[n++] = (wfreq_t){wc.keys[i], wc.vals[i]};
+    qsort(fr, n, sizeof *fr, cmp_wfreq);
+    size_t cap = m->nrows / 4 > 1024 ? m->nrows / 4 : 1024;
+    if (n > cap) n = cap;
+    m->nsums = (uint32_t)n;
+    m->sum_keys = sb_xmalloc(n * sizeof *m->sum_keys);
+    for (size_t i = 0; i < n; i++)
+        m->sum_keys[i] = fr[i].key;
+    free(fr);
+    qsort(m->sum_keys, n, sizeof *m->sum_keys, cmp_u64);
+    sums_build_table(m);
+    m->sum_ss = sb_xcalloc(n, sizeof *m->sum_ss);
+    m->sumf = sb_xcalloc(n * L, sizeof *m->sumf);
+    bool *done = sb_xcalloc(n, sizeof *done);
+    for (size_t d = 0; d < nsets; d++)
+        for (size_t i = 0; sets[d] && i < sets[d]->n; i++) {
+            tokenize_like_model(&m->feat, w, sets[d]->ex[i].text);
+            for (size_t t = 0; t < w->ntoks; t++) {
+                const sb_nlu_token_t *tok = &w->toks[t];
+                if (tok->kind != SB_NLU_TOK_WORD) continue;
+                int32_t s = find_sum(m, nlu_word_key(tok));
+                if (s < 0 || done[s]) continue;
+                done[s] = true;
+                nlu_work_char_features(w, tok, &m->feat);
+                double ss = 0;
+                float *agg = m->sumf + (size_t)s * L;
+                for (size_t f = 0; f < w->nf; f++) {
+                    const uint32_t *row = counter_find(rowmap, w->fids[f]);
+                    float v = w->fvals[f];
+                    if (m->idf) v *= row ? m->idf[*row] : m->idf_unk;
+                    ss += (double)v * v;
+                    if (!row) continue;
+                    const float *wr = W + (size_t)*row * L;
+                    for (uint32_t j = 0; j < L; j++)
+                        agg[j] += v * wr[j];
+                }
+                m->sum_ss[s] = (float)ss;
+            }
+        }
+    free(done);
+done:
+    free(wc.keys);
+    free(wc.vals);
+}
+
 static void finish_version(sb_nlu_model_t *m);
 
 sb_result_t sb_nlu_train(sb_nlu_model_t **out, const sb_nlu_dataset_t *train,
@@ -1586,6 +1788,10 @@ sb_result_t sb_nlu_train(sb_nlu_model_t **out, const sb_nlu_dataset_t *train,
     m->idf = idf;
     idf = NULL;
     m->idf_unk = feat->idf ? idf_unk : 1.0f;
+    if (opts->word_sums) {
+        const sb_nlu_dataset_t *sets[] = {train, opts->oos_train};
+        sums_build(m, W, &rowmap, sets, 2, w);
+    }
     m->quant = opts->quantize;
     if (m->quant) {
         m->scale = sb_xmalloc((nkeys ? nkeys : 1) * sizeof *m->scale);
@@ -1593,6 +1799,13 @@ sb_result_t sb_nlu_train(sb_nlu_model_t **out, const sb_nlu_dataset_t *train,
         quantize_rows(W, nkeys, L, m->wq, m->scale);
         free(W);
         W = NULL;
+        if (m->nsums) {
+            m->sum_scale = sb_xmalloc(m->nsums * sizeof *m->sum_scale);
+            m->sumq = sb_xmalloc((size_t)m->nsums * L);
+            quantize_rows(m->sumf, m->nsums, L, m->sumq, m->sum_scale);
+            free(m->sumf);
+            m->sumf = NULL;
+        }
     } else {
         m->wf = W;
         W = NULL;
@@ -1837,6 +2050,7 @@ static void serialize_body(const sb_nlu_model_t *m, sb_buf_t *b)
     put_u32(b, m->knn_npost);
     put_u32(b, m->knn_k);
     put_f32(b, m->knn_weight);
+    put_u32(b, m->nsums);
     put_f32(b, m->temperature);
     put_f32(b, m->threshold);
     for (uint32_t j = 0; j < m->nlabels; j++) {
@@ -1892,6 +2106,19 @@ static void serialize_body(const sb_nlu_model_t *m, sb_buf_t *b)
             put_u32(b, m->knn_ex[p]);
         for (uint32_t p = 0; p < m->knn_npost; p++)
             put_f32(b, m->knn_val[p]);
+    }
+    for (uint32_t i = 0; i < m->nsums; i++)
+        put_u64(b, m->sum_keys[i]);
+    for (uint32_t i = 0; i < m->nsums; i++)
+        put_f32(b, m->sum_ss[i]);
+    size_t ns = (size_t)m->nsums * m->nlabels;
+    if (m->quant) {
+        for (uint32_t i = 0; i < m->nsums; i++)
+            put_f32(b, m->sum_scale[i]);
+        sb_buf_append(b, m->sumq, ns);
+    } else {
+        for (size_t i = 0; i < ns; i++)
+            put_f32(b, m->sumf[i]);
     }
 }
 
@@ -2016,7 +2243,7 @@ sb_result_t sb_nlu_model_parse(sb_nlu_model_t **out, const uint8_t *data, size_t
     }
     rd_t r = {.p = data, .n = len - 8, .off = 8};
     uint32_t fmt = get_u32(&r);
-    if (fmt != MODEL_FORMAT && fmt != 1) {
+    if (fmt < 1 || fmt > MODEL_FORMAT) {
         nlu_errf(err, errlen, "unsupported model format version %u (this build reads %u)", fmt,
                  MODEL_FORMAT);
         goto done;
@@ -2044,6 +2271,7 @@ sb_result_t sb_nlu_model_parse(sb_nlu_model_t **out, const uint8_t *data, size_t
         Kk = get_u32(&r);
         Kw = get_f32(&r);
     }
+    uint32_t NS = fmt >= 3 ? get_u32(&r) : 0;
     m->temperature = get_f32(&r);
     m->threshold = get_f32(&r);
     if (r.bad || m->feat.hash_bits < 16 || m->feat.hash_bits > 30 || m->feat.char_max > 6 ||
@@ -2053,7 +2281,7 @@ sb_result_t sb_nlu_model_parse(sb_nlu_model_t **out, const uint8_t *data, size_t
         ER > R || (H == 0 && ER != 0) || KN > SB_NLU_MAX_EXAMPLES || KK > R ||
         KP > (uint64_t)KN * 1024 || Kk > 64 || (KN > 0 && Kk == 0) || !(Kw >= 0.0f && Kw <= 1.0f) ||
         !(m->temperature > 0.0f && m->temperature < 1e6f) ||
-        !(m->threshold >= 0.0f && m->threshold <= 1.0f)) {
+        !(m->threshold >= 0.0f && m->threshold <= 1.0f) || NS > SB_NLU_MAX_ROWS) {
         nlu_errf(err, errlen, "model header out of bounds");
         goto done;
     }
@@ -2081,6 +2309,8 @@ sb_result_t sb_nlu_model_parse(sb_nlu_model_t **out, const uint8_t *data, size_t
         need += (size_t)H * 4 + (size_t)H * L * 4 + (size_t)ER * 4 +
                 (quant ? (size_t)ER * 4 + ne : ne * 4);
     if (KN) need += (size_t)KN * 4 + (size_t)KK * 8 + ((size_t)KK + 1) * 4 + (size_t)KP * 8;
+    size_t nsw = (size_t)NS * L;
+    need += (size_t)NS * 12 + (quant ? (size_t)NS * 4 + nsw : nsw * 4);
     if (r.n - r.off != need) {
         nlu_errf(err, errlen, "model size does not match its header");
         goto done;
@@ -2215,11 +2445,47 @@ sb_result_t sb_nlu_model_parse(sb_nlu_model_t **out, const uint8_t *data, size_t
         m->knn_k = Kk;
         m->knn_weight = Kw;
     }
+    if (NS) {
+        bool ok = true;
+        m->sum_keys = sb_xmalloc((size_t)NS * sizeof *m->sum_keys);
+        for (uint32_t i = 0; i < NS; i++) {
+            uint64_t lo = get_u32(&r);
+            m->sum_keys[i] = lo | (uint64_t)get_u32(&r) << 32;
+            ok = ok && (i == 0 || m->sum_keys[i] > m->sum_keys[i - 1]);
+        }
+        m->sum_ss = sb_xmalloc((size_t)NS * sizeof *m->sum_ss);
+        for (uint32_t i = 0; i < NS; i++) {
+            m->sum_ss[i] = get_f32(&r);
+            ok = ok && m->sum_ss[i] >= 0.0f && m->sum_ss[i] < 1e12f;
+        }
+        if (quant) {
+            m->sum_scale = sb_xmalloc((size_t)NS * sizeof *m->sum_scale);
+            for (uint32_t i = 0; i < NS; i++) {
+                m->sum_scale[i] = get_f32(&r);
+                finite = finite && isfinite(m->sum_scale[i]);
+            }
+            m->sumq = sb_xmalloc(nsw);
+            const uint8_t *src = get_bytes(&r, nsw);
+            if (src) memcpy(m->sumq, src, nsw);
+        } else {
+            m->sumf = sb_xmalloc(nsw * sizeof *m->sumf);
+            for (size_t i = 0; i < nsw; i++) {
+                m->sumf[i] = get_f32(&r);
+                finite = finite && isfinite(m->sumf[i]);
+            }
+        }
+        if (!ok) {
+            nlu_errf(err, errlen, "model word sums invalid");
+            goto done;
+        }
+        m->nsums = NS;
+    }
     if (r.bad || !finite) {
         nlu_errf(err, errlen, "model weights invalid");
         goto done;
     }
     build_table(m);
+    if (m->nsums) sums_build_table(m);
     if (m->knn_n) knn_build_slots(m);
     if (m->hidden) e_build_slots(m);
     snprintf(m->version, sizeof m->version, "%016llx", (unsigned long long)have);

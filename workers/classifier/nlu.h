@@ -157,6 +157,8 @@ typedef struct sb_nlu_train_opts {
     float l2;           /* L2 penalty, applied to the rows a step touches */
     uint32_t min_count; /* features seen fewer times are dropped */
     bool quantize;      /* store weights as int8 with a per-row scale */
+    bool word_sums;     /* store each training word's char n-grams summed into one row
+                           (same scores, faster prediction) */
     bool calibrate;     /* temperature scaling on val (when val given) */
     float threshold;    /* stored rejection threshold when no oos validation is given */
     sb_nlu_featcfg_t feat;

@@ -40,6 +40,9 @@ struct sb_nlu_work {
     size_t knn_cap;
     float *knn_kd; /* neighbour vote per label */
     size_t knn_kd_cap;
+    int32_t *sums; /* the model's char n-gram sums of the words (nlu_work_featurize_summed) */
+    float *sum_vals;
+    size_t nsums, sums_cap;
     void *textcat_fp; /* libexttextcat fingerprint of the text (langid.c) */
     struct sb_stemmer *stemmers[NLU_NLANGS];
     bool stemmer_tried[NLU_NLANGS];
@@ -50,6 +53,18 @@ float *nlu_work_scores(sb_nlu_work_t *w, size_t n);
 /* The buckets of the word unigrams and bigrams (as sb_nlu_work_featurize hashes them) of the
  * last tokenize call: *out (owned by w) receives them, possibly repeated. Returns the count. */
 size_t nlu_word_buckets(sb_nlu_work_t *w, const sb_nlu_featcfg_t *cfg, uint32_t **out);
+/* The key of a word's char n-gram sum in a model (64-bit hash of the token). */
+uint64_t nlu_word_key(const sb_nlu_token_t *t);
+/* Replaces w's features with the char n-grams of token t alone (raw values). */
+void nlu_work_char_features(sb_nlu_work_t *w, const sb_nlu_token_t *t, const sb_nlu_featcfg_t *cfg);
+/* The index of the model's char n-gram sum for word key, or -1. */
+typedef int32_t (*nlu_find_sum_fn)(const void *ctx, uint64_t key);
+/* sb_nlu_work_featurize, except that a word for which find_sum gives a sum contributes that
+ * sum (its index in w->sums, w->nsums of them) instead of its char n-grams, and that the
+ * values are left unnormalized: the caller adds the sums' squared norms and normalizes. */
+size_t nlu_work_featurize_summed(sb_nlu_work_t *w, const sb_nlu_featcfg_t *cfg, const char *lang,
+                                 nlu_find_sum_fn find_sum, const void *ctx, const uint32_t **ids,
+                                 const float **vals);
 /* Ensures w->hidden holds 2 * n floats and returns it. */
 float *nlu_work_hidden(sb_nlu_work_t *w, size_t n);
 /* Number of entries loaded from the sentiment lexicon of lang (en, nl, fr; else 0). */

@@ -93,6 +93,8 @@ void sb_nlu_work_destroy(sb_nlu_work_t *w)
     free(w->knn_sims);
     free(w->knn_touched);
     free(w->knn_kd);
+    free(w->sums);
+    free(w->sum_vals);
     free(w);
 }
 
@@ -469,7 +471,13 @@ size_t sb_nlu_work_tokenize(sb_nlu_work_t *w, const char *text, size_t len, bool
 
 /* ---- features --------------------------------------------------------------------------- */
 
-enum { SEED_WORD = 0x57u, SEED_BIGRAM = 0x42u, SEED_CHAR = 0x43u, SEED_STEM = 0x53u };
+enum {
+    SEED_WORD = 0x57u,
+    SEED_BIGRAM = 0x42u,
+    SEED_CHAR = 0x43u,
+    SEED_STEM = 0x53u,
+    SEED_WSUM = 0x5355u
+};
 
 static void push_feat(sb_nlu_work_t *w, uint32_t h, float v, uint32_t mask)
 {
@@ -561,11 +569,38 @@ size_t nlu_word_buckets(sb_nlu_work_t *w, const sb_nlu_featcfg_t *cfg, uint32_t 
     return n;
 }
 
-size_t sb_nlu_work_featurize(sb_nlu_work_t *w, const sb_nlu_featcfg_t *cfg, const char *lang,
-                             const uint32_t **ids, const float **vals)
+uint64_t nlu_word_key(const sb_nlu_token_t *t)
+{
+    return sb_nlu_hash64(t->s, t->len, SEED_WSUM);
+}
+
+void nlu_work_char_features(sb_nlu_work_t *w, const sb_nlu_token_t *t, const sb_nlu_featcfg_t *cfg)
 {
     uint32_t mask = cfg->hash_bits >= 32 ? 0xffffffffu : ((1u << cfg->hash_bits) - 1u);
     w->nf = 0;
+    if (cfg->char_max >= cfg->char_min && cfg->char_max > 0) char_ngrams(w, t, cfg, mask);
+}
+
+static void push_sum(sb_nlu_work_t *w, int32_t s)
+{
+    if (w->nsums == w->sums_cap) {
+        w->sums_cap = w->sums_cap ? w->sums_cap * 2 : 64;
+        w->sums = sb_xrealloc(w->sums, w->sums_cap * sizeof *w->sums);
+        w->sum_vals = sb_xrealloc(w->sum_vals, w->sums_cap * sizeof *w->sum_vals);
+    }
+    w->sum_vals[w->nsums] = 1.0f;
+    w->sums[w->nsums++] = s;
+}
+
+/* The features of the tokens; with find_sum, a word the model has a char n-gram sum for goes
+ * to w->sums instead of its n-grams, and the values are left raw (the model normalizes). */
+static size_t featurize(sb_nlu_work_t *w, const sb_nlu_featcfg_t *cfg, const char *lang,
+                        nlu_find_sum_fn find_sum, const void *ctx, const uint32_t **ids,
+                        const float **vals)
+{
+    uint32_t mask = cfg->hash_bits >= 32 ? 0xffffffffu : ((1u << cfg->hash_bits) - 1u);
+    w->nf = 0;
+    w->nsums = 0;
     struct sb_stemmer *st = cfg->stem ? stemmer_for(w, lang) : NULL;
     uint32_t prev = sb_nlu_hash("<s>", 3, SEED_WORD);
     /* word features first (the hidden layer reads only those: w->nwf of them) */
@@ -587,7 +622,11 @@ size_t sb_nlu_work_featurize(sb_nlu_work_t *w, const sb_nlu_featcfg_t *cfg, cons
     for (size_t i = 0; i < w->ntoks; i++) {
         const sb_nlu_token_t *t = &w->toks[i];
         if (t->kind != SB_NLU_TOK_WORD) continue;
-        if (cfg->char_max >= cfg->char_min && cfg->char_max > 0) char_ngrams(w, t, cfg, mask);
+        int32_t sum = find_sum ? find_sum(ctx, nlu_word_key(t)) : -1;
+        if (sum >= 0)
+            push_sum(w, sum);
+        else if (cfg->char_max >= cfg->char_min && cfg->char_max > 0)
+            char_ngrams(w, t, cfg, mask);
         if (st) {
             const sb_symbol *s = sb_stemmer_stem(st, (const sb_symbol *)t->s, (int)t->len);
             int sl = sb_stemmer_length(st);
@@ -596,7 +635,7 @@ size_t sb_nlu_work_featurize(sb_nlu_work_t *w, const sb_nlu_featcfg_t *cfg, cons
         }
     }
     double ss = 0;
-    for (size_t i = 0; i < w->nf; i++)
+    for (size_t i = 0; i < w->nf && !find_sum; i++)
         ss += (double)w->fvals[i] * w->fvals[i];
     if (ss > 0) {
         float inv = (float)(1.0 / sqrt(ss));
@@ -606,4 +645,17 @@ size_t sb_nlu_work_featurize(sb_nlu_work_t *w, const sb_nlu_featcfg_t *cfg, cons
     *ids = w->fids;
     *vals = w->fvals;
     return w->nf;
+}
+
+size_t sb_nlu_work_featurize(sb_nlu_work_t *w, const sb_nlu_featcfg_t *cfg, const char *lang,
+                             const uint32_t **ids, const float **vals)
+{
+    return featurize(w, cfg, lang, NULL, NULL, ids, vals);
+}
+
+size_t nlu_work_featurize_summed(sb_nlu_work_t *w, const sb_nlu_featcfg_t *cfg, const char *lang,
+                                 nlu_find_sum_fn find_sum, const void *ctx, const uint32_t **ids,
+                                 const float **vals)
+{
+    return featurize(w, cfg, lang, find_sum, ctx, ids, vals);
 }
