@@ -88,6 +88,45 @@ static void test_hint_and_default(void **state)
     sb_nlu_work_destroy(w);
 }
 
+/* Texts whose words are in none of the word lists: the n-gram distance to the fingerprints
+ * decides alone; long and degenerate texts are bounded. */
+static void test_ngram_distance(void **state)
+{
+    (void)state;
+    static const char *const cases[][2] = {
+        {"Overboeking geweigerd, saldo onvoldoende volgens bankapp", "nl"},
+        {"Transaktionsgebühren Kreditkartenabrechnung Überweisungslimit", "de"},
+        {"Réclamation concernant prélèvement bancaire inexpliqué", "fr"},
+        {"Transferencia rechazada, saldo insuficiente según aplicación", "es"},
+        {"Unrecognised transaction appearing throughout statement", "en"},
+    };
+    sb_nlu_work_t *w = sb_nlu_work_create();
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *got = detect(w, cases[i][0], NULL);
+        if (strcmp(got, cases[i][1]) != 0)
+            fail_msg("\"%s\": %s, want %s", cases[i][0], got, cases[i][1]);
+    }
+    /* 8 KB of one letter, of digits and spaces, of every byte value: an answer, no overrun */
+    static char big[8193];
+    memset(big, 'a', sizeof big - 1);
+    assert_non_null(detect(w, big, NULL));
+    for (size_t i = 0; i < sizeof big - 1; i++)
+        big[i] = i % 3 ? (char)('0' + i % 10) : ' ';
+    assert_string_equal(detect(w, big, NULL), "en");
+    for (size_t i = 0; i < sizeof big - 1; i++)
+        big[i] = (char)(1 + i % 255);
+    assert_non_null(detect(w, big, NULL));
+    sb_nlu_work_destroy(w);
+    /* without the fingerprint files the word lists still answer */
+    sb_nlu_langid_t *none = NULL;
+    assert_int_equal(sb_nlu_langid_create(&none, "/nonexistent"), SB_E_NOT_FOUND);
+    w = sb_nlu_work_create();
+    sb_nlu_work_tokenize(w, "waar is mijn bestelling", 23, true, NULL);
+    assert_string_equal(sb_nlu_langid_detect(none, w, "waar is mijn bestelling", 23, NULL), "nl");
+    sb_nlu_work_destroy(w);
+    sb_nlu_langid_destroy(none);
+}
+
 static float sent(sb_nlu_work_t *w, const char *text, const char *lang);
 
 static void check_labelled_set(const char *rel, int min_total)
@@ -233,9 +272,10 @@ static void test_sentiment(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_languages),          cmocka_unit_test(test_hint_and_default),
-        cmocka_unit_test(test_labelled_set),       cmocka_unit_test(test_heldout_set),
-        cmocka_unit_test(test_converted_lexicons), cmocka_unit_test(test_sentiment),
+        cmocka_unit_test(test_languages),      cmocka_unit_test(test_hint_and_default),
+        cmocka_unit_test(test_ngram_distance), cmocka_unit_test(test_labelled_set),
+        cmocka_unit_test(test_heldout_set),    cmocka_unit_test(test_converted_lexicons),
+        cmocka_unit_test(test_sentiment),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

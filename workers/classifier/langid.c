@@ -4,24 +4,36 @@
  * guessers alone are unreliable, so two signals are combined:
  *   1. a lexicon vote: frequent function words and customer-service words of each language
  *      (a word shared by k languages gives each 1/k of a vote);
- *   2. libexttextcat's out-of-place distance against its fingerprints of the five languages
- *      (only these five are loaded), for texts with enough letters.
+ *   2. the out-of-place distance of Cavnar and Trenkle's n-gram text categorization against
+ *      libexttextcat's fingerprints of the five languages (its data files; only these five
+ *      are loaded), for texts with enough letters. The distance is computed here, the way
+ *      libexttextcat computes it, without its per-call allocations (a 64 KB hash table zeroed
+ *      and a sort for every text made it the costliest step of a prediction).
  * When neither signal decides (no known word, too few letters), the Envelope's locale hint
  * ("nl-BE") decides; the default is English. */
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <libexttextcat/fingerprint.h>
-#include <libexttextcat/textcat.h>
 
 #include "lexicon.h"
 #include "sb/util.h"
 
 #define DEFAULT_TEXTCAT_DIR "/usr/share/libexttextcat"
+#define NG_MAX 400     /* n-grams in a fingerprint (libexttextcat's MAXNGRAMS) */
+#define NG_SYMBOLS 5   /* longest n-gram in characters (MAXNGRAMSYMBOL) */
+#define NG_BYTES 20    /* longest n-gram in bytes (MAXNGRAMSIZE) */
+#define NG_MISSING 400 /* penalty of an n-gram the language lacks (MAXOUTOFPLACE) */
+#define NG_TEXT 1024   /* bytes of a text that the n-grams look at */
+#define NG_GRAMS ((NG_TEXT + 3) * NG_SYMBOLS) /* n-grams of a prepared text, at most */
+#define NG_SLOTS 32768u                       /* hash slots: a power of two over 4 * NG_GRAMS */
 
 struct sb_nlu_langid {
-    void *fp[NLU_NLANGS]; /* NULL when the fingerprint could not be read */
+    /* every n-gram of the loaded fingerprints, with its rank in each language (-1: absent) */
+    nlu_lex_t grams;
+    nlu_lex_entry_t *entries;
+    int16_t (*rank)[NLU_NLANGS];
+    size_t n;
     bool any_fp;
 };
 
@@ -155,27 +167,62 @@ static void lex_init(void)
     nlu_lex_build(&lex, e, n);
 }
 
+/* Reads a libexttextcat fingerprint (.lm: one n-gram a line, most frequent first, a count
+ * after it) into li's table as language l: the first NG_MAX n-grams of at most NG_BYTES bytes,
+ * ranked in file order, like libexttextcat's fp_Read. */
+static bool read_fingerprint(sb_nlu_langid_t *li, int l, const char *path, size_t *cap)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) return false;
+    char line[1024];
+    int rank = 0;
+    while (rank < NG_MAX && fgets(line, sizeof line, f)) {
+        char *p = line;
+        while (*p == ' ' || *p == '\t')
+            p++;
+        size_t n = strcspn(p, " \t\r\n");
+        if (n == 0 || n > NG_BYTES) continue;
+        p[n] = '\0';
+        size_t i;
+        const nlu_lex_entry_t *e = NULL;
+        for (i = 0; i < li->n && !e; i++)
+            if (strcmp(li->entries[i].word, p) == 0) e = &li->entries[i];
+        if (e) {
+            i = (size_t)(e - li->entries);
+        } else {
+            if (li->n == *cap) {
+                *cap = *cap ? *cap * 2 : 1024;
+                li->entries = sb_xrealloc(li->entries, *cap * sizeof *li->entries);
+                li->rank = sb_xrealloc(li->rank, *cap * sizeof *li->rank);
+            }
+            i = li->n++;
+            li->entries[i] = (nlu_lex_entry_t){.word = sb_xstrdup(p)};
+            for (int k = 0; k < NLU_NLANGS; k++)
+                li->rank[i][k] = -1;
+        }
+        if (li->rank[i][l] < 0) li->rank[i][l] = (int16_t)rank;
+        rank++;
+    }
+    fclose(f);
+    return rank > 0;
+}
+
 sb_result_t sb_nlu_langid_create(sb_nlu_langid_t **out, const char *datadir)
 {
     pthread_once(&lex_once, lex_init);
     sb_nlu_langid_t *li = sb_xcalloc(1, sizeof *li);
     const char *dir = datadir && datadir[0] ? datadir : DEFAULT_TEXTCAT_DIR;
     sb_result_t rc = SB_OK;
+    size_t cap = 0;
     for (int l = 0; l < NLU_NLANGS; l++) {
         char *path = sb_xasprintf("%s/%s.lm", dir, nlu_lang_codes[l]);
-        void *fp = fp_Init(nlu_lang_codes[l]);
-        if (fp) {
-            fp_SetProperty(fp, TCPROP_UTF8AWARE, TC_TRUE);
-            if (fp_Read(fp, path, 400) == 0) {
-                fp_Done(fp);
-                fp = NULL;
-                rc = SB_E_NOT_FOUND;
-            }
-        }
-        li->fp[l] = fp;
-        if (fp) li->any_fp = true;
+        if (read_fingerprint(li, l, path, &cap))
+            li->any_fp = true;
+        else
+            rc = SB_E_NOT_FOUND;
         free(path);
     }
+    if (li->n) nlu_lex_build(&li->grams, li->entries, li->n);
     *out = li;
     return rc;
 }
@@ -183,32 +230,153 @@ sb_result_t sb_nlu_langid_create(sb_nlu_langid_t **out, const char *datadir)
 void sb_nlu_langid_destroy(sb_nlu_langid_t *li)
 {
     if (!li) return;
-    for (int l = 0; l < NLU_NLANGS; l++)
-        if (li->fp[l]) fp_Done(li->fp[l]);
+    nlu_lex_free(&li->grams);
+    for (size_t i = 0; i < li->n; i++)
+        free((char *)li->entries[i].word);
+    free(li->entries);
+    free(li->rank);
     free(li);
 }
 
+/* The n-gram scratch of a work area: the prepared text, its distinct n-grams and a hash
+ * table over them, sized for NG_TEXT bytes once and reused. */
+typedef struct ngram {
+    uint32_t off, hash, count;
+    uint8_t len;
+} ngram_t;
+
+struct nlu_langid_scratch {
+    char buf[NG_TEXT + 3];
+    ngram_t grams[NG_GRAMS];
+    uint16_t slot[NG_SLOTS];      /* gram index + 1, 0 = empty */
+    uint32_t used[NG_GRAMS];      /* slots to clear after the call */
+    uint16_t start[NG_GRAMS + 1]; /* counting sort: first place of each count */
+    uint16_t order[NG_MAX];
+};
+
 void nlu_langid_work_free(sb_nlu_work_t *w)
 {
-    (void)w; /* the text fingerprint is made and freed per call */
+    free(w->langid_scratch);
+    w->langid_scratch = NULL;
 }
 
-/* libexttextcat distances for the five languages; returns false if it cannot tell. */
-static bool textcat_scores(const sb_nlu_langid_t *li, const char *text, size_t len,
-                           int dist[NLU_NLANGS])
+static bool ng_invalid(uint8_t c)
+{
+    return c == ' ' || (c >= '\t' && c <= '\r') || (c >= '0' && c <= '9');
+}
+
+static size_t utf8_len(uint8_t c)
+{
+    return c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
+}
+
+/* libexttextcat's text preparation: runs of spaces and digits become one '_', and the text
+ * starts and ends with one. Returns the length. */
+static size_t ng_prepare(char *dst, const char *text, size_t len)
+{
+    size_t n = 0;
+    bool gap = true;
+    for (size_t i = 0; i < len && text[i]; i++) {
+        uint8_t c = (uint8_t)text[i];
+        if (ng_invalid(c)) {
+            gap = true;
+            continue;
+        }
+        if (gap) dst[n++] = '_';
+        gap = false;
+        dst[n++] = (char)c;
+    }
+    if (n > 0) dst[n++] = '_';
+    dst[n] = '\0';
+    return n;
+}
+
+/* Counts the n-gram buf[off, off + n) in s. */
+static void ng_count(struct nlu_langid_scratch *s, size_t *ngrams, size_t *nused, uint32_t mask,
+                     uint32_t off, size_t n)
+{
+    uint32_t h = nlu_lex_hash(s->buf + off, n), i = h & mask;
+    for (;;) {
+        uint16_t g = s->slot[i];
+        if (g == 0) break;
+        ngram_t *e = &s->grams[g - 1];
+        if (e->hash == h && e->len == n && memcmp(s->buf + e->off, s->buf + off, n) == 0) {
+            e->count++;
+            return;
+        }
+        i = (i + 1) & mask;
+    }
+    s->grams[*ngrams] = (ngram_t){.off = off, .hash = h, .count = 1, .len = (uint8_t)n};
+    s->slot[i] = (uint16_t)(++*ngrams);
+    s->used[(*nused)++] = i;
+}
+
+/* Out-of-place distances of text to the five fingerprints, as libexttextcat's fp_Create and
+ * fp_Compare compute them: the text's 1- to 5-character n-grams (an '_' only at their
+ * borders), its NG_MAX most frequent ranked (ties: first seen first), and for each of them
+ * the difference of its ranks, or NG_MISSING when the language lacks it. False when the text
+ * is too short to tell. */
+static bool textcat_scores(const sb_nlu_langid_t *li, sb_nlu_work_t *w, const char *text,
+                           size_t len, int dist[NLU_NLANGS])
 {
     if (!li || !li->any_fp) return false;
-    void *unknown = fp_Init(NULL);
-    if (!unknown) return false;
-    fp_SetProperty(unknown, TCPROP_UTF8AWARE, TC_TRUE);
-    fp_SetProperty(unknown, TCPROP_MINIMUM_DOCUMENT_SIZE, 3);
-    bool ok = fp_Create(unknown, text, (uint4)len, 400) != 0;
-    if (ok) {
-        for (int l = 0; l < NLU_NLANGS; l++)
-            dist[l] = li->fp[l] ? fp_Compare(li->fp[l], unknown, 0x7fffffff) : 0x7fffffff;
+    if (!w->langid_scratch) w->langid_scratch = sb_xcalloc(1, sizeof *w->langid_scratch);
+    struct nlu_langid_scratch *s = w->langid_scratch;
+    if (len > NG_TEXT) len = NG_TEXT;
+    size_t n = ng_prepare(s->buf, text, len);
+    if (n + 1 < 3) return false; /* libexttextcat's minimum document, set to 3 */
+    /* the table holds 4x the n-grams of the prepared text (at most 5 per character) */
+    uint32_t size = 64;
+    while (size < 4 * NG_SYMBOLS * n && size < NG_SLOTS)
+        size <<= 1;
+    const uint32_t mask = size - 1;
+    size_t ngrams = 0, nused = 0;
+    bool end = false;
+    for (size_t p = 0; p < n && !end;) {
+        size_t q = p, sym = 0;
+        while (sym < NG_SYMBOLS) {
+            q += utf8_len((uint8_t)s->buf[q]);
+            if (q > n) q = n;
+            sym++;
+            if (q - p <= NG_BYTES) ng_count(s, &ngrams, &nused, mask, (uint32_t)p, q - p);
+            if (q >= n) {
+                end = true; /* like libexttextcat, the n-grams stop at the text's end */
+                break;
+            }
+            if (sym > 1 && s->buf[q - 1] == '_') break;
+        }
+        p += utf8_len((uint8_t)s->buf[p]);
     }
-    fp_Done(unknown);
-    return ok;
+    /* rank: most frequent first, first seen first among equals (a counting sort) */
+    uint32_t maxc = 0;
+    for (size_t g = 0; g < ngrams; g++)
+        if (s->grams[g].count > maxc) maxc = s->grams[g].count;
+    memset(s->start, 0, ((size_t)maxc + 1) * sizeof *s->start);
+    for (size_t g = 0; g < ngrams; g++)
+        s->start[s->grams[g].count]++;
+    uint32_t placed = 0;
+    for (uint32_t c = maxc; c >= 1; c--) {
+        uint32_t t = s->start[c];
+        s->start[c] = (uint16_t)placed;
+        placed += t;
+    }
+    size_t k = ngrams < NG_MAX ? ngrams : NG_MAX;
+    for (size_t g = 0; g < ngrams; g++) {
+        uint32_t at = s->start[s->grams[g].count]++;
+        if (at < NG_MAX) s->order[at] = (uint16_t)g;
+    }
+    for (int l = 0; l < NLU_NLANGS; l++)
+        dist[l] = 0;
+    for (size_t r = 0; r < k; r++) {
+        const ngram_t *g = &s->grams[s->order[r]];
+        const nlu_lex_entry_t *e = nlu_lex_find_h(&li->grams, s->buf + g->off, g->len, g->hash);
+        const int16_t *rk = e ? li->rank[e - li->entries] : NULL;
+        for (int l = 0; l < NLU_NLANGS; l++)
+            dist[l] += rk && rk[l] >= 0 ? abs(rk[l] - (int)r) : NG_MISSING;
+    }
+    for (size_t u = 0; u < nused; u++)
+        s->slot[s->used[u]] = 0;
+    return true;
 }
 
 /* Letters that only some of the languages use: "¿", "ñ" (es), "ß", "ö" (de), "ç", "è" (fr),
@@ -305,7 +473,7 @@ const char *sb_nlu_langid_detect(const sb_nlu_langid_t *li, sb_nlu_work_t *w, co
     if (letters >= 16 && !decisive) {
         if (len > SB_NLU_MAX_TEXT) len = SB_NLU_MAX_TEXT;
         int dist[NLU_NLANGS];
-        if (textcat_scores(li, text, len, dist)) {
+        if (textcat_scores(li, w, text, len, dist)) {
             tc_best = 0;
             for (int l = 1; l < NLU_NLANGS; l++)
                 if (dist[l] < dist[tc_best]) tc_best = l;

@@ -31,6 +31,14 @@ void nlu_lex_build(nlu_lex_t *lx, const nlu_lex_entry_t *entries, size_t n)
     }
 }
 
+void nlu_lex_free(nlu_lex_t *lx)
+{
+    free(lx->slots);
+    free(lx->hash);
+    free(lx->len);
+    memset(lx, 0, sizeof *lx);
+}
+
 const nlu_lex_entry_t *nlu_lex_find_h(const nlu_lex_t *lx, const char *s, size_t n, uint32_t full)
 {
     if (!lx->slots || n == 0 || n > 40) return NULL;

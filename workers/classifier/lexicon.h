@@ -26,6 +26,8 @@ static inline uint32_t nlu_lex_hash(const char *s, size_t n)
 
 /* Builds lx over entries[0..n) (borrowed). Call once (pthread_once) before any lookup. */
 void nlu_lex_build(nlu_lex_t *lx, const nlu_lex_entry_t *entries, size_t n);
+/* Frees the table (not the entries). */
+void nlu_lex_free(nlu_lex_t *lx);
 /* The entry of the n-byte word s, or NULL. Any thread after the build. */
 const nlu_lex_entry_t *nlu_lex_find(const nlu_lex_t *lx, const char *s, size_t n);
 /* The same with h = nlu_lex_hash(s, n) computed by the caller. */

@@ -620,13 +620,14 @@ void sb_nlu_model_logits(const sb_nlu_model_t *m, sb_nlu_work_t *w, const char *
             accumulate_q(h, H, m->eq, m->escale, erows, evals, ne);
         else
             accumulate_f(h, H, m->ef, erows, evals, ne);
+        /* the active units, compacted without branches (about half are active, at random) */
         size_t np = 0;
-        for (uint32_t q = 0; q < H; q++)
-            if (h[q] > 0) {
-                units[np] = (int32_t)q;
-                h[np] = h[q];
-                np++;
-            }
+        for (uint32_t q = 0; q < H; q++) {
+            float v = h[q];
+            units[np] = (int32_t)q;
+            h[np] = v;
+            np += v > 0;
+        }
         accumulate_f(z, L, m->w2, units, h, np);
     }
 }
@@ -838,6 +839,8 @@ void sb_nlu_train_opts_default(sb_nlu_train_opts_t *o)
     o->calibrate = true;
     o->knn_k = 10;
     o->knn_weight = 0.3f;
+    o->hidden = 64;
+    o->hidden_lr = 0.05f;
     o->threshold = 0.0f;
     sb_nlu_featcfg_default(&o->feat);
 }

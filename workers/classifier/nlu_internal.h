@@ -14,6 +14,7 @@ extern const char *const nlu_lang_codes[NLU_NLANGS];
 int nlu_lang_index(const char *code);
 
 struct sb_stemmer;
+struct nlu_langid_scratch;
 
 struct sb_nlu_work {
     char *raw; /* sanitized copy of the input (valid UTF-8) */
@@ -43,7 +44,7 @@ struct sb_nlu_work {
     int32_t *sums; /* the model's char n-gram sums of the words (nlu_work_featurize_summed) */
     float *sum_vals;
     size_t nsums, sums_cap;
-    void *textcat_fp; /* libexttextcat fingerprint of the text (langid.c) */
+    struct nlu_langid_scratch *langid_scratch; /* n-gram scratch of langid.c */
     struct sb_stemmer *stemmers[NLU_NLANGS];
     bool stemmer_tried[NLU_NLANGS];
 };
