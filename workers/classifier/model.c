@@ -827,11 +827,11 @@ void sb_nlu_train_opts_default(sb_nlu_train_opts_t *o)
 {
     memset(o, 0, sizeof *o);
     o->seed = 1;
-    o->epochs = 12;
+    o->epochs = 8;
     o->lr = 0.2f;
     o->l2 = 1e-5f;
     o->dropout = 0.2f;
-    o->ensemble = 2;
+    o->ensemble = 3;
     o->oos_weight = 3.0f;
     o->min_count = 1;
     o->quantize = true;
