@@ -131,6 +131,7 @@ int sb_nlu_cmd_train(int argc, char **argv)
         } else if ((v = opt_value(argc, argv, &i, "--hidden", &missing))) {
             if (!parse_u64(v, 256, &u)) goto bad_value;
             o.hidden = (uint32_t)u;
+            o.hidden_auto = false;
         } else if ((v = opt_value(argc, argv, &i, "--hidden-lr", &missing))) {
             if (!parse_float(v, 1e-6, 100, &o.hidden_lr)) goto bad_value;
         } else if ((v = opt_value(argc, argv, &i, "--hidden-init", &missing))) {

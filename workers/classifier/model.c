@@ -55,6 +55,8 @@
 #define MODEL_MAGIC "SBNLUMDL"
 #define MODEL_FORMAT 3u /* 3 added the word sums, 2 the hidden layer; 1 and 2 are still read */
 #define MAX_HIDDEN 1024u
+#define HIDDEN_MIN_PER_INTENT                                                                      \
+    50                       /* examples per intent, on average, for the automatic hidden layer */
 #define KNN_TOLERANCE 0.003f /* validation gain needed to move the memory's share */
 #define EMPTY_KEY 0xffffffffu
 
@@ -840,6 +842,7 @@ void sb_nlu_train_opts_default(sb_nlu_train_opts_t *o)
     o->knn_k = 10;
     o->knn_weight = 0.3f;
     o->hidden = 64;
+    o->hidden_auto = true;
     o->hidden_lr = 0.05f;
     o->threshold = 0.0f;
     sb_nlu_featcfg_default(&o->feat);
@@ -1737,7 +1740,10 @@ sb_result_t sb_nlu_train(sb_nlu_model_t **out, const sb_nlu_dataset_t *train,
     uint32_t members = opts->ensemble > 0 ? opts->ensemble : 1;
     /* the members' hidden layers side by side: concatenating them, with W2 divided by the
      * member count, averages their logits exactly like averaging the linear weights does */
-    const uint32_t Hm = opts->hidden, Ht = Hm * members;
+    /* a hidden layer needs data: with the automatic choice, small sets train without it */
+    const uint32_t Hm =
+        opts->hidden_auto && train->n < (size_t)HIDDEN_MIN_PER_INTENT * L ? 0 : opts->hidden;
+    const uint32_t Ht = Hm * members;
     if (Ht) {
         Eall = sb_xcalloc(nkeys > 0 ? nkeys * Ht : 1, sizeof *Eall);
         b1all = sb_xcalloc(Ht, sizeof *b1all);
@@ -1813,7 +1819,7 @@ sb_result_t sb_nlu_train(sb_nlu_model_t **out, const sb_nlu_dataset_t *train,
         m->wf = W;
         W = NULL;
     }
-    m->hidden = opts->hidden * members;
+    m->hidden = Ht;
     if (m->hidden) {
         const uint32_t H = m->hidden;
         m->b1 = b1all;

@@ -171,6 +171,9 @@ typedef struct sb_nlu_train_opts {
     uint32_t ensemble;                 /* members trained with different seeds, averaged */
     uint32_t hidden;                   /* hidden units per member beside the linear part
                                           (0 = linear only) */
+    bool hidden_auto;                  /* no hidden layer when the data has fewer than 50
+                                          examples per intent on average (the default;
+                                          an explicit hidden count turns it off) */
     float hidden_lr;                   /* AdaGrad rate of the hidden part (0 = lr) */
     float hidden_init;                 /* embeddings start uniform in ±hidden_init */
     uint32_t knn_k;                    /* neighbours in the example memory's vote */
