@@ -1498,6 +1498,17 @@ static void knn_build(sb_nlu_model_t *m, const sb_nlu_dataset_t *ds, const sb_nl
 }
 
 /* int8 with one scale per row: q = round(w / scale), scale = max |w| / 127. */
+static void quantize_rows(const float *w, size_t rows, uint32_t cols, int8_t *q, float *scale);
+
+/* New int8 rows and scales for the float rows w (rows × cols). */
+static void quantize_new(const float *w, size_t rows, uint32_t cols, int8_t **q, float **scale)
+{
+    *scale = sb_xmalloc((rows ? rows : 1) * sizeof **scale);
+    size_t n = rows * cols;
+    *q = sb_xmalloc(n ? n : 1);
+    quantize_rows(w, rows, cols, *q, *scale);
+}
+
 static void quantize_rows(const float *w, size_t rows, uint32_t cols, int8_t *q, float *scale)
 {
     for (size_t r = 0; r < rows; r++) {
@@ -1803,15 +1814,11 @@ sb_result_t sb_nlu_train(sb_nlu_model_t **out, const sb_nlu_dataset_t *train,
     }
     m->quant = opts->quantize;
     if (m->quant) {
-        m->scale = sb_xmalloc((nkeys ? nkeys : 1) * sizeof *m->scale);
-        m->wq = sb_xmalloc(nw ? nw : 1);
-        quantize_rows(W, nkeys, L, m->wq, m->scale);
+        quantize_new(W, nkeys, L, &m->wq, &m->scale);
         free(W);
         W = NULL;
         if (m->nsums) {
-            m->sum_scale = sb_xmalloc(m->nsums * sizeof *m->sum_scale);
-            m->sumq = sb_xmalloc((size_t)m->nsums * L);
-            quantize_rows(m->sumf, m->nsums, L, m->sumq, m->sum_scale);
+            quantize_new(m->sumf, m->nsums, L, &m->sumq, &m->sum_scale);
             free(m->sumf);
             m->sumf = NULL;
         }
@@ -1845,9 +1852,7 @@ sb_result_t sb_nlu_train(sb_nlu_model_t **out, const sb_nlu_dataset_t *train,
             }
         free(word);
         if (m->quant) {
-            m->escale = sb_xmalloc((ner ? ner : 1) * sizeof *m->escale);
-            m->eq = sb_xmalloc(ner ? (size_t)ner * H : 1);
-            quantize_rows(Ew, ner, H, m->eq, m->escale);
+            quantize_new(Ew, ner, H, &m->eq, &m->escale);
             free(Ew);
         } else {
             m->ef = Ew;
@@ -2038,6 +2043,20 @@ static void put_u64(sb_buf_t *b, uint64_t v)
     put_u32(b, (uint32_t)(v >> 32));
 }
 
+/* A matrix of n rows × cols: f32 scale[n] + i8 values when quantized, else f32 values. */
+static void put_rows(sb_buf_t *b, bool quant, size_t n, size_t cols, const float *scale,
+                     const int8_t *q, const float *f)
+{
+    if (quant) {
+        for (size_t i = 0; i < n; i++)
+            put_f32(b, scale[i]);
+        sb_buf_append(b, q, n * cols);
+    } else {
+        for (size_t i = 0; i < n * cols; i++)
+            put_f32(b, f[i]);
+    }
+}
+
 static void serialize_body(const sb_nlu_model_t *m, sb_buf_t *b)
 {
     sb_buf_append(b, MODEL_MAGIC, 8);
@@ -2076,31 +2095,15 @@ static void serialize_body(const sb_nlu_model_t *m, sb_buf_t *b)
         for (uint32_t r = 0; r < m->nrows; r++)
             put_f32(b, m->idf[r]);
     }
-    size_t nw = (size_t)m->nrows * m->nlabels;
-    if (m->quant) {
-        for (uint32_t r = 0; r < m->nrows; r++)
-            put_f32(b, m->scale[r]);
-        sb_buf_append(b, m->wq, nw);
-    } else {
-        for (size_t i = 0; i < nw; i++)
-            put_f32(b, m->wf[i]);
-    }
+    put_rows(b, m->quant, m->nrows, m->nlabels, m->scale, m->wq, m->wf);
     if (m->hidden) {
-        size_t ne = (size_t)m->ne_rows * m->hidden;
         for (uint32_t q = 0; q < m->hidden; q++)
             put_f32(b, m->b1[q]);
         for (size_t i = 0; i < (size_t)m->hidden * m->nlabels; i++)
             put_f32(b, m->w2[i]);
         for (uint32_t k = 0; k < m->ne_rows; k++)
             put_u32(b, m->e_rows[k]);
-        if (m->quant) {
-            for (uint32_t k = 0; k < m->ne_rows; k++)
-                put_f32(b, m->escale[k]);
-            sb_buf_append(b, m->eq, ne);
-        } else {
-            for (size_t i = 0; i < ne; i++)
-                put_f32(b, m->ef[i]);
-        }
+        put_rows(b, m->quant, m->ne_rows, m->hidden, m->escale, m->eq, m->ef);
     }
     if (m->knn_n) {
         for (uint32_t i = 0; i < m->knn_n; i++)
@@ -2120,15 +2123,7 @@ static void serialize_body(const sb_nlu_model_t *m, sb_buf_t *b)
         put_u64(b, m->sum_keys[i]);
     for (uint32_t i = 0; i < m->nsums; i++)
         put_f32(b, m->sum_ss[i]);
-    size_t ns = (size_t)m->nsums * m->nlabels;
-    if (m->quant) {
-        for (uint32_t i = 0; i < m->nsums; i++)
-            put_f32(b, m->sum_scale[i]);
-        sb_buf_append(b, m->sumq, ns);
-    } else {
-        for (size_t i = 0; i < ns; i++)
-            put_f32(b, m->sumf[i]);
-    }
+    put_rows(b, m->quant, m->nsums, m->nlabels, m->sum_scale, m->sumq, m->sumf);
 }
 
 void sb_nlu_model_set_calibration(sb_nlu_model_t *m, float temperature, float threshold)
@@ -2230,6 +2225,32 @@ static const uint8_t *get_bytes(rd_t *r, size_t n)
     const uint8_t *p = r->p + r->off;
     r->off += n;
     return p;
+}
+
+/* Reads what put_rows wrote into new arrays (*scale and *q, or *f); false when a value is not
+ * finite. The caller has checked that the bytes are there. */
+static bool get_rows(rd_t *r, bool quant, size_t n, size_t cols, float **scale, int8_t **q,
+                     float **f)
+{
+    bool finite = true;
+    size_t nv = n * cols;
+    if (quant) {
+        *scale = sb_xmalloc((n ? n : 1) * sizeof **scale);
+        for (size_t i = 0; i < n; i++) {
+            (*scale)[i] = get_f32(r);
+            finite = finite && isfinite((*scale)[i]);
+        }
+        *q = sb_xmalloc(nv ? nv : 1);
+        const uint8_t *src = get_bytes(r, nv);
+        if (src) memcpy(*q, src, nv);
+    } else {
+        *f = sb_xmalloc((nv ? nv : 1) * sizeof **f);
+        for (size_t i = 0; i < nv; i++) {
+            (*f)[i] = get_f32(r);
+            finite = finite && isfinite((*f)[i]);
+        }
+    }
+    return finite;
 }
 
 sb_result_t sb_nlu_model_parse(sb_nlu_model_t **out, const uint8_t *data, size_t len, char *err,
@@ -2355,21 +2376,7 @@ sb_result_t sb_nlu_model_parse(sb_nlu_model_t **out, const uint8_t *data, size_t
     bool finite = true;
     for (uint32_t j = 0; j < L; j++)
         finite = finite && isfinite(m->bias[j]);
-    if (quant) {
-        m->scale = sb_xmalloc((R ? R : 1) * sizeof *m->scale);
-        for (uint32_t i = 0; i < R; i++) {
-            m->scale[i] = get_f32(&r);
-            finite = finite && isfinite(m->scale[i]);
-        }
-        m->wq = sb_xmalloc(nw ? nw : 1);
-        memcpy(m->wq, get_bytes(&r, nw), nw);
-    } else {
-        m->wf = sb_xmalloc((nw ? nw : 1) * sizeof *m->wf);
-        for (size_t i = 0; i < nw; i++) {
-            m->wf[i] = get_f32(&r);
-            finite = finite && isfinite(m->wf[i]);
-        }
-    }
+    finite = get_rows(&r, quant, R, L, &m->scale, &m->wq, &m->wf) && finite;
     m->hidden = H;
     if (H) {
         m->b1 = sb_xmalloc(H * sizeof *m->b1);
@@ -2393,22 +2400,7 @@ sb_result_t sb_nlu_model_parse(sb_nlu_model_t **out, const uint8_t *data, size_t
             nlu_errf(err, errlen, "model hidden layer rows invalid");
             goto done;
         }
-        if (quant) {
-            m->escale = sb_xmalloc((ER ? ER : 1) * sizeof *m->escale);
-            for (uint32_t i = 0; i < ER; i++) {
-                m->escale[i] = get_f32(&r);
-                finite = finite && isfinite(m->escale[i]);
-            }
-            m->eq = sb_xmalloc(ne ? ne : 1);
-            const uint8_t *src = get_bytes(&r, ne);
-            if (src) memcpy(m->eq, src, ne);
-        } else {
-            m->ef = sb_xmalloc((ne ? ne : 1) * sizeof *m->ef);
-            for (size_t i = 0; i < ne; i++) {
-                m->ef[i] = get_f32(&r);
-                finite = finite && isfinite(m->ef[i]);
-            }
-        }
+        finite = get_rows(&r, quant, ER, H, &m->escale, &m->eq, &m->ef) && finite;
     }
     if (KN) {
         /* every index is checked here so that prediction can trust them */
@@ -2467,22 +2459,7 @@ sb_result_t sb_nlu_model_parse(sb_nlu_model_t **out, const uint8_t *data, size_t
             m->sum_ss[i] = get_f32(&r);
             ok = ok && m->sum_ss[i] >= 0.0f && m->sum_ss[i] < 1e12f;
         }
-        if (quant) {
-            m->sum_scale = sb_xmalloc((size_t)NS * sizeof *m->sum_scale);
-            for (uint32_t i = 0; i < NS; i++) {
-                m->sum_scale[i] = get_f32(&r);
-                finite = finite && isfinite(m->sum_scale[i]);
-            }
-            m->sumq = sb_xmalloc(nsw);
-            const uint8_t *src = get_bytes(&r, nsw);
-            if (src) memcpy(m->sumq, src, nsw);
-        } else {
-            m->sumf = sb_xmalloc(nsw * sizeof *m->sumf);
-            for (size_t i = 0; i < nsw; i++) {
-                m->sumf[i] = get_f32(&r);
-                finite = finite && isfinite(m->sumf[i]);
-            }
-        }
+        finite = get_rows(&r, quant, NS, L, &m->sum_scale, &m->sumq, &m->sumf) && finite;
         if (!ok) {
             nlu_errf(err, errlen, "model word sums invalid");
             goto done;
