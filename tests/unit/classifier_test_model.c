@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "nlu.h"
+#include "nlu_internal.h"
 #include "sb/util.h"
 
 static char tmpdir[256];
@@ -594,6 +595,58 @@ static void test_set_calibration(void **state)
     sb_nlu_model_destroy(m);
 }
 
+static bool know_nothing(void *ctx, const char *w, size_t n)
+{
+    (void)ctx;
+    (void)w;
+    (void)n;
+    return false;
+}
+
+/* The WordNet table: inflections reduced to lemmas, synonym copies, and training with them
+ * (--augment) is deterministic, keeps the memory of the real examples only and learns. */
+static void test_wordnet_augment(void **state)
+{
+    (void)state;
+    const nlu_wn_entry_t *e = nlu_wordnet_lookup("arrived", 7);
+    assert_non_null(e);
+    assert_int_equal(e->lemma_len, 6);
+    assert_memory_equal(e->lemma, "arrive", 6);
+    assert_true(e->nids > 0);
+    e = nlu_wordnet_lookup("came", 4);
+    assert_non_null(e);
+    assert_memory_equal(e->lemma, "come", 4);
+    assert_null(nlu_wordnet_lookup("xyzzyq", 6));
+    char buf[256];
+    uint64_t rng = 1;
+    const char *t = "My card has not arrived yet";
+    assert_true(nlu_wordnet_augment(t, 1.0, &rng, buf, sizeof buf, NULL, NULL) >= 1);
+    assert_string_not_equal(buf, t);
+    assert_int_equal(nlu_wordnet_augment(t, 1.0, &rng, buf, sizeof buf, know_nothing, NULL), 0);
+    assert_string_equal(buf, t);
+    assert_int_equal(nlu_wordnet_augment(t, 0.0, &rng, buf, sizeof buf, NULL, NULL), 0);
+    assert_string_equal(buf, t);
+
+    sb_nlu_dataset_t ds;
+    load_small(&ds);
+    sb_nlu_train_opts_t o;
+    sb_nlu_train_opts_default(&o);
+    o.augment = 2;
+    sb_nlu_model_t *a = NULL, *b = NULL;
+    char err[256];
+    assert_int_equal(sb_nlu_train(&a, &ds, &o, NULL, err, sizeof err), SB_OK);
+    assert_int_equal(sb_nlu_train(&b, &ds, &o, NULL, err, sizeof err), SB_OK);
+    assert_string_equal(sb_nlu_model_version(a), sb_nlu_model_version(b));
+    sb_nlu_work_t *w = sb_nlu_work_create();
+    sb_nlu_prediction_t p;
+    sb_nlu_model_predict(a, w, "my parcel has not arrived", 25, "en", &p);
+    assert_string_equal(p.top[0].intent, "order_status");
+    sb_nlu_work_destroy(w);
+    sb_nlu_model_destroy(a);
+    sb_nlu_model_destroy(b);
+    sb_nlu_dataset_free(&ds);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -608,6 +661,7 @@ int main(void)
         cmocka_unit_test(test_word_sums),
         cmocka_unit_test(test_split),
         cmocka_unit_test(test_set_calibration),
+        cmocka_unit_test(test_wordnet_augment),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

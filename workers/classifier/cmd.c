@@ -73,12 +73,16 @@ static void train_usage(FILE *f)
                "                         [--dropout P] [--ensemble K] [--val-split P]\n"
                "                         [--no-refit] [--knn-k N] [--knn-weight X]\n"
                "                         [--hidden N] [--hidden-lr X] [--hidden-init X]\n"
+               "                         [--augment N] [--augment-p P]\n"
                "                         [--no-quantize] [--no-word-sums] [--verbose]\n"
                "  FILE is TSV (text<TAB>intent) or YAML (.yml/.yaml, Rasa-like nlu: list).\n"
                "  Without --val, --val-split (default 0.1) of each intent's examples is set\n"
                "  aside to calibrate on, then the model is refit on everything (--no-refit:\n"
                "  not). With --oos-val the rejection threshold maximizing\n"
-               "  (in-scope accuracy + out-of-scope recall) / 2 is stored in the model.\n");
+               "  (in-scope accuracy + out-of-scope recall) / 2 is stored in the model.\n"
+               "  --augment N adds N copies of each example whose English words are replaced,\n"
+               "  each with probability --augment-p (0.5), by a WordNet synonym that the\n"
+               "  examples use (the example memory keeps the real examples only).\n");
 }
 
 int sb_nlu_cmd_train(int argc, char **argv)
@@ -167,6 +171,11 @@ int sb_nlu_cmd_train(int argc, char **argv)
             if (!parse_float(v, 0, 10, &o.feat.char_weight)) goto bad_value;
         } else if ((v = opt_value(argc, argv, &i, "--bigram-weight", &missing))) {
             if (!parse_float(v, 0, 10, &o.feat.bigram_weight)) goto bad_value;
+        } else if ((v = opt_value(argc, argv, &i, "--augment", &missing))) {
+            if (!parse_u64(v, 8, &u)) goto bad_value;
+            o.augment = (uint32_t)u;
+        } else if ((v = opt_value(argc, argv, &i, "--augment-p", &missing))) {
+            if (!parse_float(v, 0, 1, &o.augment_p)) goto bad_value;
         } else if (strcmp(argv[i], "--no-bigrams") == 0) {
             o.feat.word_bigrams = false;
         } else if (strcmp(argv[i], "--keep-accents") == 0) {

@@ -43,6 +43,7 @@
  * example[postings], f32 value[postings]; with word sums u64 keys[sums] (ascending), f32
  * squared norm[sums] and the sums like W; and a u64 FNV-1a of everything before it. The model
  * version is that checksum in hex. Every count and index is checked at load. */
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -844,6 +845,7 @@ void sb_nlu_train_opts_default(sb_nlu_train_opts_t *o)
     o->hidden = 64;
     o->hidden_auto = true;
     o->hidden_lr = 0.05f;
+    o->augment_p = 0.5f;
     o->threshold = 0.0f;
     sb_nlu_featcfg_default(&o->feat);
 }
@@ -1400,6 +1402,22 @@ train_member(const csr_t *x, uint32_t L, size_t nrows, const sb_nlu_train_opts_t
 
 /* Tokenizes t as prediction will (accents stripped for language id, then as the model
  * wants), leaving the tokens in w. */
+/* A key of the lower-cased ASCII word s for a counter_t (never EMPTY_KEY). */
+static uint32_t vocab_key(const char *s, size_t n)
+{
+    char low[64];
+    if (n > sizeof low) n = sizeof low;
+    for (size_t i = 0; i < n; i++)
+        low[i] = (char)tolower((unsigned char)s[i]);
+    uint32_t k = nlu_mix32(sb_nlu_hash(low, n, 0x76u));
+    return k == EMPTY_KEY ? k - 1 : k;
+}
+
+static bool vocab_known(void *ctx, const char *w, size_t n)
+{
+    return counter_find((const counter_t *)ctx, vocab_key(w, n)) != NULL;
+}
+
 static void tokenize_like_model(const sb_nlu_featcfg_t *feat, sb_nlu_work_t *w, const char *t)
 {
     sb_nlu_work_tokenize(w, t, strlen(t), feat->strip_accents, NULL);
@@ -1672,6 +1690,7 @@ sb_result_t sb_nlu_train(sb_nlu_model_t **out, const sb_nlu_dataset_t *train,
     const sb_nlu_featcfg_t *feat = &opts->feat;
     float *idf = NULL;
     sb_nlu_langid_t *li = NULL;
+    sb_nlu_dataset_t aug = {0};
 
     if (train->n == 0 || train->nlabels == 0) {
         nlu_errf(err, errlen, "no training examples");
@@ -1694,10 +1713,46 @@ sb_result_t sb_nlu_train(sb_nlu_model_t **out, const sb_nlu_dataset_t *train,
         /* without fingerprints the word lists still pick each example's stemmer */
     }
 
+    /* the linear part (and the hidden layer) learn from fit: the examples plus, with
+     * --augment, copies whose words are replaced by WordNet synonyms; the memory keeps train */
+    const sb_nlu_dataset_t *fit = train;
+    if (opts->augment > 0) {
+        uint64_t rng = opts->seed ^ 0x6a09e667f3bcc909ull;
+        char buf[8192];
+        /* synonyms are drawn among the words of the examples: WordNet's senses are broad
+         * ("in" → "inch"), the training data's own words keep the copies in the domain */
+        counter_t vocab = {0};
+        counter_init(&vocab, 1u << 14);
+        for (size_t i = 0; i < train->n; i++)
+            for (const char *q = train->ex[i].text; *q;) {
+                if (!isalpha((unsigned char)*q)) {
+                    q++;
+                    continue;
+                }
+                const char *b = q;
+                while (isalpha((unsigned char)*q))
+                    q++;
+                (*counter_slot(&vocab, vocab_key(b, (size_t)(q - b))))++;
+            }
+        for (size_t i = 0; i < train->n; i++) {
+            const char *t = train->ex[i].text;
+            if (sb_nlu_dataset_add(&aug, t, strlen(t), train->labels[train->ex[i].label]) != SB_OK)
+                break;
+        }
+        for (uint32_t c = 0; c < opts->augment; c++)
+            for (size_t i = 0; i < train->n; i++)
+                if (nlu_wordnet_augment(train->ex[i].text, opts->augment_p, &rng, buf, sizeof buf,
+                                        vocab_known, &vocab) > 0 &&
+                    sb_nlu_dataset_add(&aug, buf, strlen(buf), train->labels[train->ex[i].label]) !=
+                        SB_OK)
+                    break;
+        fit = &aug;
+        counter_free(&vocab);
+    }
     /* 1. count buckets: in how many examples each appears */
     counter_init(&counts, 1u << 16);
-    for (size_t i = 0; i < train->n; i++) {
-        const char *t = train->ex[i].text;
+    for (size_t i = 0; i < fit->n; i++) {
+        const char *t = fit->ex[i].text;
         const uint32_t *ids;
         const float *vals;
         size_t nf = train_features(feat, li, w, t, &ids, &vals);
@@ -1717,12 +1772,12 @@ sb_result_t sb_nlu_train(sb_nlu_model_t **out, const sb_nlu_dataset_t *train,
         goto done;
     }
     /* idf = log((N + 1) / (count + 1)) + 1, counted over feature occurrences */
-    float idf_unk = (float)(log((double)train->n + 1.0) + 1.0);
+    float idf_unk = (float)(log((double)fit->n + 1.0) + 1.0);
     if (feat->idf) {
         idf = sb_xmalloc((nkeys ? nkeys : 1) * sizeof *idf);
         for (size_t r = 0; r < nkeys; r++) {
             double c = *counter_find(&counts, keys[r]);
-            idf[r] = (float)(log(((double)train->n + 1.0) / (c + 1.0)) + 1.0);
+            idf[r] = (float)(log(((double)fit->n + 1.0) / (c + 1.0)) + 1.0);
             if (idf[r] < 0.1f) idf[r] = 0.1f;
         }
     }
@@ -1731,7 +1786,7 @@ sb_result_t sb_nlu_train(sb_nlu_model_t **out, const sb_nlu_dataset_t *train,
         *counter_slot(&rowmap, keys[r]) = (uint32_t)r;
     counter_free(&counts);
     memset(&counts, 0, sizeof counts);
-    featurize_set(train, NULL, feat, &rowmap, idf, idf_unk, li, &x, w);
+    featurize_set(fit, NULL, feat, &rowmap, idf, idf_unk, li, &x, w);
     if (opts->oos_train && opts->oos_train->n > 0) {
         /* out-of-scope examples get the label L: "no intent", a uniform target */
         int *omap = sb_xmalloc(opts->oos_train->nlabels * sizeof *omap);
@@ -2018,6 +2073,7 @@ done:
     free(Eall);
     free(b1all);
     free(W2all);
+    sb_nlu_dataset_free(&aug);
     sb_nlu_langid_destroy(li);
     return rc;
 }

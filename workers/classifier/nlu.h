@@ -179,6 +179,8 @@ typedef struct sb_nlu_train_opts {
     uint32_t knn_k;                    /* neighbours in the example memory's vote */
     float knn_weight;                  /* share of that vote in the probabilities (0 = no
                                           memory stored) */
+    uint32_t augment;                  /* WordNet synonym copies of each example (0 = none) */
+    float augment_p;                   /* probability of replacing a word in such a copy */
     bool verbose;                      /* progress lines on stderr */
 } sb_nlu_train_opts_t;
 

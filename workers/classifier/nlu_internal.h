@@ -49,6 +49,21 @@ struct sb_nlu_work {
     bool stemmer_tried[NLU_NLANGS];
 };
 
+/* A word of the WordNet table (wordnet.c): its lemma and the synsets of its first senses. */
+typedef struct nlu_wn_entry {
+    const char *lemma;
+    uint32_t lemma_len;
+    uint32_t nids;
+    const uint32_t *ids;
+} nlu_wn_entry_t;
+/* The entry of the n-byte folded English word s (inflections reduced), or NULL. Any thread. */
+const nlu_wn_entry_t *nlu_wordnet_lookup(const char *s, size_t n);
+/* Copies text into out[cap] with each English word that has synsets replaced, with
+ * probability p, by another lemma of one of them for which known (may be NULL) is true (rng:
+ * a splitmix64 state). Returns how many words were replaced. */
+size_t nlu_wordnet_augment(const char *text, double p, uint64_t *rng, char *out, size_t cap,
+                           bool (*known)(void *ctx, const char *w, size_t n), void *ctx);
+
 /* Ensures w->scores holds n floats and returns it. */
 float *nlu_work_scores(sb_nlu_work_t *w, size_t n);
 /* The buckets of the word unigrams and bigrams (as sb_nlu_work_featurize hashes them) of the
