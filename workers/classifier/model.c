@@ -2042,7 +2042,7 @@ sb_result_t sb_nlu_train(sb_nlu_model_t **out, const sb_nlu_dataset_t *train,
     finish_version(m);
 
     if (report) {
-        report->examples = x.n;
+        report->examples = x.n - (fit->n - train->n); /* the synonym copies not counted */
         report->labels = L;
         report->rows = m->nrows;
         report->temperature = m->temperature;
