@@ -1224,6 +1224,82 @@ typedef struct hid_part {
     float *W2; /* H * L: hidden unit -> label logits */
 } hid_part_t;
 
+/* The AdaGrad step of the weight rows of a training example's features, for the labels whose
+ * gradient z[j] is not negligible (|z[j]| > skip, listed in active): the trainer's hottest
+ * loop. */
+static void update_rows_sparse(float *W, float *G, uint32_t L, const uint32_t *krow,
+                               const float *kval, size_t nk, const float *z, const uint32_t *active,
+                               uint32_t na, float lr, float l2)
+{
+    const float eps = 1e-8f;
+    for (size_t f = 0; f < nk; f++) {
+        float *wr = W + (size_t)krow[f] * L;
+        float *gr = G + (size_t)krow[f] * L;
+        float v = kval[f];
+        for (uint32_t a = 0; a < na; a++) {
+            uint32_t j = active[a];
+            float g = v * z[j] + l2 * wr[j];
+            gr[j] += g * g;
+            wr[j] -= lr * g / (sqrtf(gr[j]) + eps);
+        }
+    }
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+/* The same step for all labels eight at a time, each lane kept only where |z[j]| > skip: when
+ * many labels are active this is several times faster than the scalar loop, and every kept
+ * value goes through the same IEEE operations in the same order, so the bits are the same. */
+__attribute__((target("avx2"))) static void
+update_rows_dense_avx2(float *W, float *G, uint32_t L, const uint32_t *krow, const float *kval,
+                       size_t nk, const float *z, float lr, float l2, float skip)
+{
+    const __m256 vl2 = _mm256_set1_ps(l2), vlr = _mm256_set1_ps(lr);
+    const __m256 veps = _mm256_set1_ps(1e-8f), vskip = _mm256_set1_ps(skip);
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    uint32_t L8 = L & ~7u;
+    for (size_t f = 0; f < nk; f++) {
+        float *wr = W + (size_t)krow[f] * L;
+        float *gr = G + (size_t)krow[f] * L;
+        const float v = kval[f];
+        const __m256 vv = _mm256_set1_ps(v);
+        for (uint32_t j = 0; j < L8; j += 8) {
+            __m256 zj = _mm256_loadu_ps(z + j);
+            __m256 act = _mm256_cmp_ps(_mm256_and_ps(zj, absmask), vskip, _CMP_GT_OQ);
+            if (_mm256_movemask_ps(act) == 0) continue;
+            __m256 w = _mm256_loadu_ps(wr + j), g2 = _mm256_loadu_ps(gr + j);
+            __m256 g = _mm256_add_ps(_mm256_mul_ps(vv, zj), _mm256_mul_ps(vl2, w));
+            __m256 ng2 = _mm256_add_ps(g2, _mm256_mul_ps(g, g));
+            __m256 step =
+                _mm256_div_ps(_mm256_mul_ps(vlr, g), _mm256_add_ps(_mm256_sqrt_ps(ng2), veps));
+            _mm256_storeu_ps(gr + j, _mm256_blendv_ps(g2, ng2, act));
+            _mm256_storeu_ps(wr + j, _mm256_blendv_ps(w, _mm256_sub_ps(w, step), act));
+        }
+        for (uint32_t j = L8; j < L; j++) {
+            if (!(fabsf(z[j]) > skip)) continue;
+            float g = v * z[j] + l2 * wr[j];
+            gr[j] += g * g;
+            wr[j] -= lr * g / (sqrtf(gr[j]) + 1e-8f);
+        }
+    }
+}
+#endif
+
+static void update_rows(float *W, float *G, uint32_t L, const uint32_t *krow, const float *kval,
+                        size_t nk, const float *z, const uint32_t *active, uint32_t na, float lr,
+                        float l2, float skip)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+    /* dense pays off once a sixth of the labels are active (measured on CLINC150) */
+    if (na * 6 >= L && __builtin_cpu_supports("avx2")) {
+        update_rows_dense_avx2(W, G, L, krow, kval, nk, z, lr, l2, skip);
+        return;
+    }
+#else
+    (void)skip;
+#endif
+    update_rows_sparse(W, G, L, krow, kval, nk, z, active, na, lr, l2);
+}
+
 /* Trains one softmax model on x from zero weights with AdaGrad: epochs over a permutation
  * drawn from seed, L2 on the rows a step touches, optional feature dropout, out-of-scope rows
  * (label L) pulled towards the uniform distribution. Writes W[nrows * L] and bias[L]. With a
@@ -1285,6 +1361,19 @@ train_member(const csr_t *x, uint32_t L, size_t nrows, const sb_nlu_train_opts_t
             size_t i = perm[k];
             uint32_t y = x->label[i];
             size_t nk = 0, nkw = 0;
+            if (k + 1 < x->n) {
+                /* the weights are larger than the caches: the next example's rows are
+                 * fetched while this one is computed */
+                size_t i2 = perm[k + 1];
+                for (size_t f = x->off[i2]; f < x->off[i2 + 1]; f++) {
+                    const char *row = (const char *)(W + (size_t)x->rows[f] * L);
+                    const char *grow = (const char *)(G + (size_t)x->rows[f] * L);
+                    for (size_t b = 0; b < (size_t)L * sizeof *W; b += 64) {
+                        __builtin_prefetch(row + b);
+                        __builtin_prefetch(grow + b);
+                    }
+                }
+            }
             for (size_t f = x->off[i]; f < x->off[i + 1]; f++) {
                 if (drop > 0 && rng_next(&rng) < drop_cut) continue;
                 krow[nk] = x->rows[f];
@@ -1371,17 +1460,7 @@ train_member(const csr_t *x, uint32_t L, size_t nrows, const sb_nlu_train_opts_t
                 Gb[j] += g * g;
                 bias[j] -= lr * g / (sqrtf(Gb[j]) + eps);
             }
-            for (size_t f = 0; f < nk; f++) {
-                float *wr = W + (size_t)krow[f] * L;
-                float *gr = G + (size_t)krow[f] * L;
-                float v = kval[f];
-                for (uint32_t a = 0; a < na; a++) {
-                    uint32_t j = active[a];
-                    float g = v * z[j] + l2 * wr[j];
-                    gr[j] += g * g;
-                    wr[j] -= lr * g / (sqrtf(gr[j]) + eps);
-                }
-            }
+            update_rows(W, G, L, krow, kval, nk, z, active, na, lr, l2, skip);
         }
         if (o->verbose)
             fprintf(stderr, "epoch %u loss %.4f\n", ep + 1, loss / (double)(x->n ? x->n : 1));
