@@ -851,8 +851,11 @@ void sb_nlu_train_opts_default(sb_nlu_train_opts_t *o)
 }
 
 /* Bucket → count table used while collecting features. */
+/* key → count (or row), open addressing; keys are bucket ids or 64-bit word keys, any value
+ * but COUNTER_EMPTY. */
+#define COUNTER_EMPTY UINT64_MAX
 typedef struct counter {
-    uint32_t *keys;
+    uint64_t *keys;
     uint32_t *vals;
     uint32_t mask, n;
 } counter_t;
@@ -866,25 +869,30 @@ static void counter_init(counter_t *c, uint32_t size)
     memset(c->keys, 0xff, (size_t)size * sizeof *c->keys);
 }
 
-static uint32_t *counter_slot(counter_t *c, uint32_t key);
+static inline uint32_t counter_hash(uint64_t key)
+{
+    return nlu_mix32((uint32_t)key ^ (uint32_t)(key >> 32));
+}
+
+static uint32_t *counter_slot(counter_t *c, uint64_t key);
 
 static void counter_grow(counter_t *c)
 {
     counter_t old = *c;
     counter_init(c, (old.mask + 1) * 2);
     for (uint32_t i = 0; i <= old.mask; i++)
-        if (old.keys[i] != EMPTY_KEY) *counter_slot(c, old.keys[i]) = old.vals[i];
+        if (old.keys[i] != COUNTER_EMPTY) *counter_slot(c, old.keys[i]) = old.vals[i];
     free(old.keys);
     free(old.vals);
 }
 
-static uint32_t *counter_slot(counter_t *c, uint32_t key)
+static uint32_t *counter_slot(counter_t *c, uint64_t key)
 {
     if ((uint64_t)(c->n + 1) * 2 > (uint64_t)c->mask + 1) counter_grow(c);
-    uint32_t i = nlu_mix32(key) & c->mask;
-    while (c->keys[i] != EMPTY_KEY && c->keys[i] != key)
+    uint32_t i = counter_hash(key) & c->mask;
+    while (c->keys[i] != COUNTER_EMPTY && c->keys[i] != key)
         i = (i + 1) & c->mask;
-    if (c->keys[i] == EMPTY_KEY) {
+    if (c->keys[i] == COUNTER_EMPTY) {
         c->keys[i] = key;
         c->vals[i] = 0;
         c->n++;
@@ -892,10 +900,10 @@ static uint32_t *counter_slot(counter_t *c, uint32_t key)
     return &c->vals[i];
 }
 
-static const uint32_t *counter_find(const counter_t *c, uint32_t key)
+static const uint32_t *counter_find(const counter_t *c, uint64_t key)
 {
-    uint32_t i = nlu_mix32(key) & c->mask;
-    while (c->keys[i] != EMPTY_KEY) {
+    uint32_t i = counter_hash(key) & c->mask;
+    while (c->keys[i] != COUNTER_EMPTY) {
         if (c->keys[i] == key) return &c->vals[i];
         i = (i + 1) & c->mask;
     }
@@ -1289,7 +1297,8 @@ static void update_rows(float *W, float *G, uint32_t L, const uint32_t *krow, co
                         float l2, float skip)
 {
 #if defined(__x86_64__) && defined(__GNUC__)
-    /* dense pays off once a sixth of the labels are active (measured on CLINC150) */
+    /* dense when at least a sixth of the labels are active: early in training, where the
+     * scalar loop spends most of its time; well-trained examples keep the short list */
     if (na * 6 >= L && __builtin_cpu_supports("avx2")) {
         update_rows_dense_avx2(W, G, L, krow, kval, nk, z, lr, l2, skip);
         return;
@@ -1479,17 +1488,14 @@ train_member(const csr_t *x, uint32_t L, size_t nrows, const sb_nlu_train_opts_t
     free(gh);
 }
 
-/* Tokenizes t as prediction will (accents stripped for language id, then as the model
- * wants), leaving the tokens in w. */
-/* A key of the lower-cased ASCII word s for a counter_t (never EMPTY_KEY). */
+/* A key of the lower-cased ASCII word s for a counter_t. */
 static uint32_t vocab_key(const char *s, size_t n)
 {
     char low[64];
     if (n > sizeof low) n = sizeof low;
     for (size_t i = 0; i < n; i++)
         low[i] = (char)tolower((unsigned char)s[i]);
-    uint32_t k = nlu_mix32(sb_nlu_hash(low, n, 0x76u));
-    return k == EMPTY_KEY ? k - 1 : k;
+    return nlu_mix32(sb_nlu_hash(low, n, 0x76u));
 }
 
 static bool vocab_known(void *ctx, const char *w, size_t n)
@@ -1497,6 +1503,8 @@ static bool vocab_known(void *ctx, const char *w, size_t n)
     return counter_find((const counter_t *)ctx, vocab_key(w, n)) != NULL;
 }
 
+/* Tokenizes t as prediction will (accents stripped for language id, then as the model
+ * wants), leaving the tokens in w. */
 static void tokenize_like_model(const sb_nlu_featcfg_t *feat, sb_nlu_work_t *w, const char *t)
 {
     sb_nlu_work_tokenize(w, t, strlen(t), feat->strip_accents, NULL);
@@ -1623,48 +1631,6 @@ static void quantize_rows(const float *w, size_t rows, uint32_t cols, int8_t *q,
     }
 }
 
-/* u64 word key → count, open addressing (keys are hashes; 0 marks an empty slot and the
- * key 0 is counted in a slot of its own). */
-typedef struct wcount {
-    uint64_t *keys;
-    uint32_t *vals;
-    uint32_t mask, n, zero;
-} wcount_t;
-
-static void wcount_add(wcount_t *c, uint64_t key)
-{
-    if (key == 0) {
-        c->zero++;
-        return;
-    }
-    if (!c->keys || (c->n + 1) * 2 > c->mask + 1) {
-        wcount_t g = {.mask = c->keys ? c->mask * 2 + 1 : 1023, .zero = c->zero};
-        g.keys = sb_xcalloc((size_t)g.mask + 1, sizeof *g.keys);
-        g.vals = sb_xcalloc((size_t)g.mask + 1, sizeof *g.vals);
-        for (uint32_t i = 0; c->keys && i <= c->mask; i++)
-            if (c->keys[i]) {
-                uint32_t j =
-                    nlu_mix32((uint32_t)c->keys[i] ^ (uint32_t)(c->keys[i] >> 32)) & g.mask;
-                while (g.keys[j])
-                    j = (j + 1) & g.mask;
-                g.keys[j] = c->keys[i];
-                g.vals[j] = c->vals[i];
-                g.n++;
-            }
-        free(c->keys);
-        free(c->vals);
-        *c = g;
-    }
-    uint32_t i = nlu_mix32((uint32_t)key ^ (uint32_t)(key >> 32)) & c->mask;
-    while (c->keys[i] && c->keys[i] != key)
-        i = (i + 1) & c->mask;
-    if (!c->keys[i]) {
-        c->keys[i] = key;
-        c->n++;
-    }
-    c->vals[i]++;
-}
-
 typedef struct wfreq {
     uint64_t key;
     uint32_t count;
@@ -1693,18 +1659,23 @@ static void sums_build(sb_nlu_model_t *m, const float *W, const counter_t *rowma
 {
     const uint32_t L = m->nlabels;
     if (m->feat.char_max == 0 || m->feat.char_max < m->feat.char_min) return;
-    wcount_t wc = {0};
+    counter_t wc;
+    counter_init(&wc, 1u << 12);
     for (size_t d = 0; d < nsets; d++)
         for (size_t i = 0; sets[d] && i < sets[d]->n; i++) {
             tokenize_like_model(&m->feat, w, sets[d]->ex[i].text);
-            for (size_t t = 0; t < w->ntoks; t++)
-                if (w->toks[t].kind == SB_NLU_TOK_WORD) wcount_add(&wc, nlu_word_key(&w->toks[t]));
+            for (size_t t = 0; t < w->ntoks; t++) {
+                uint64_t key = nlu_word_key(&w->toks[t]);
+                /* (a word hashing to the empty mark simply keeps its n-grams) */
+                if (w->toks[t].kind == SB_NLU_TOK_WORD && key != COUNTER_EMPTY)
+                    (*counter_slot(&wc, key))++;
+            }
         }
     if (wc.n == 0) goto done;
     wfreq_t *fr = sb_xmalloc((size_t)wc.n * sizeof *fr);
     size_t n = 0;
     for (uint32_t i = 0; i <= wc.mask; i++)
-        if (wc.keys[i]) fr[n++] = (wfreq_t){wc.keys[i], wc.vals[i]};
+        if (wc.keys[i] != COUNTER_EMPTY) fr[n++] = (wfreq_t){wc.keys[i], wc.vals[i]};
     qsort(fr, n, sizeof *fr, cmp_wfreq);
     size_t cap = m->nrows / 4 > 1024 ? m->nrows / 4 : 1024;
     if (n > cap) n = cap;
@@ -1745,8 +1716,7 @@ static void sums_build(sb_nlu_model_t *m, const float *W, const counter_t *rowma
         }
     free(done);
 done:
-    free(wc.keys);
-    free(wc.vals);
+    counter_free(&wc);
 }
 
 static void finish_version(sb_nlu_model_t *m);
@@ -1842,8 +1812,8 @@ sb_result_t sb_nlu_train(sb_nlu_model_t **out, const sb_nlu_dataset_t *train,
     size_t nkeys = 0;
     keys = sb_xmalloc(((size_t)counts.n + 1) * sizeof *keys);
     for (uint32_t i = 0; i <= counts.mask; i++)
-        if (counts.keys[i] != EMPTY_KEY && counts.vals[i] >= opts->min_count)
-            keys[nkeys++] = counts.keys[i];
+        if (counts.keys[i] != COUNTER_EMPTY && counts.vals[i] >= opts->min_count)
+            keys[nkeys++] = (uint32_t)counts.keys[i];
     qsort(keys, nkeys, sizeof *keys, cmp_u32);
     if (nkeys > SB_NLU_MAX_ROWS) {
         nlu_errf(err, errlen, "too many features (%zu); raise min_count", nkeys);
