@@ -61,6 +61,71 @@
 #define KNN_TOLERANCE 0.003f /* validation gain needed to move the memory's share */
 #define EMPTY_KEY 0xffffffffu
 
+/* key → count (or row), open addressing; keys are bucket ids or 64-bit word keys, any value
+ * but COUNTER_EMPTY. */
+#define COUNTER_EMPTY UINT64_MAX
+typedef struct counter {
+    uint64_t *keys;
+    uint32_t *vals;
+    uint32_t mask, n;
+} counter_t;
+
+static void counter_init(counter_t *c, uint32_t size)
+{
+    c->mask = size - 1;
+    c->n = 0;
+    c->keys = sb_xmalloc((size_t)size * sizeof *c->keys);
+    c->vals = sb_xcalloc(size, sizeof *c->vals);
+    memset(c->keys, 0xff, (size_t)size * sizeof *c->keys);
+}
+
+static inline uint32_t counter_hash(uint64_t key)
+{
+    return nlu_mix32((uint32_t)key ^ (uint32_t)(key >> 32));
+}
+
+static uint32_t *counter_slot(counter_t *c, uint64_t key);
+
+static void counter_grow(counter_t *c)
+{
+    counter_t old = *c;
+    counter_init(c, (old.mask + 1) * 2);
+    for (uint32_t i = 0; i <= old.mask; i++)
+        if (old.keys[i] != COUNTER_EMPTY) *counter_slot(c, old.keys[i]) = old.vals[i];
+    free(old.keys);
+    free(old.vals);
+}
+
+static uint32_t *counter_slot(counter_t *c, uint64_t key)
+{
+    if ((uint64_t)(c->n + 1) * 2 > (uint64_t)c->mask + 1) counter_grow(c);
+    uint32_t i = counter_hash(key) & c->mask;
+    while (c->keys[i] != COUNTER_EMPTY && c->keys[i] != key)
+        i = (i + 1) & c->mask;
+    if (c->keys[i] == COUNTER_EMPTY) {
+        c->keys[i] = key;
+        c->vals[i] = 0;
+        c->n++;
+    }
+    return &c->vals[i];
+}
+
+static const uint32_t *counter_find(const counter_t *c, uint64_t key)
+{
+    uint32_t i = counter_hash(key) & c->mask;
+    while (c->keys[i] != COUNTER_EMPTY) {
+        if (c->keys[i] == key) return &c->vals[i];
+        i = (i + 1) & c->mask;
+    }
+    return NULL;
+}
+
+static void counter_free(counter_t *c)
+{
+    free(c->keys);
+    free(c->vals);
+}
+
 struct sb_nlu_model {
     sb_nlu_featcfg_t feat;
     uint32_t nlabels;
@@ -107,8 +172,7 @@ struct sb_nlu_model {
     float *sumf;        /* nsums * nlabels, when !quant */
     int8_t *sumq;       /* nsums * nlabels, when quant */
     float *sum_scale;   /* nsums, when quant */
-    uint32_t sum_mask;  /* lookup: word key → sum index + 1 (0 = empty), built at load */
-    uint32_t *sum_tab;
+    counter_t sum_map;  /* lookup: word key → sum index, built at load */
     float temperature;
     float threshold;
     char version[17];
@@ -316,7 +380,7 @@ void sb_nlu_model_destroy(sb_nlu_model_t *m)
     free(m->sumf);
     free(m->sumq);
     free(m->sum_scale);
-    free(m->sum_tab);
+    counter_free(&m->sum_map);
     free(m);
 }
 
@@ -521,28 +585,15 @@ static void accumulate_f(float *restrict z, uint32_t L, const float *restrict wf
 
 static int32_t find_sum(const void *ctx, uint64_t key)
 {
-    const sb_nlu_model_t *m = ctx;
-    uint32_t i = nlu_mix32((uint32_t)key ^ (uint32_t)(key >> 32)) & m->sum_mask;
-    for (;;) {
-        uint32_t s = m->sum_tab[i];
-        if (s == 0) return -1;
-        if (m->sum_keys[s - 1] == key) return (int32_t)(s - 1);
-        i = (i + 1) & m->sum_mask;
-    }
+    const uint32_t *s = counter_find(&((const sb_nlu_model_t *)ctx)->sum_map, key);
+    return s ? (int32_t)*s : -1;
 }
 
-static void sums_build_table(sb_nlu_model_t *m)
+static void sums_build_map(sb_nlu_model_t *m)
 {
-    uint32_t size = pow2_at_least((uint64_t)m->nsums * 2 + 1);
-    m->sum_mask = size - 1;
-    m->sum_tab = sb_xcalloc(size, sizeof *m->sum_tab);
-    for (uint32_t s = 0; s < m->nsums; s++) {
-        uint64_t key = m->sum_keys[s];
-        uint32_t i = nlu_mix32((uint32_t)key ^ (uint32_t)(key >> 32)) & m->sum_mask;
-        while (m->sum_tab[i] != 0)
-            i = (i + 1) & m->sum_mask;
-        m->sum_tab[i] = s + 1;
-    }
+    counter_init(&m->sum_map, pow2_at_least((uint64_t)m->nsums * 2 + 2));
+    for (uint32_t s = 0; s < m->nsums; s++)
+        *counter_slot(&m->sum_map, m->sum_keys[s]) = s;
 }
 
 void sb_nlu_model_logits(const sb_nlu_model_t *m, sb_nlu_work_t *w, const char *lang, float *z)
@@ -851,71 +902,6 @@ void sb_nlu_train_opts_default(sb_nlu_train_opts_t *o)
 }
 
 /* Bucket → count table used while collecting features. */
-/* key → count (or row), open addressing; keys are bucket ids or 64-bit word keys, any value
- * but COUNTER_EMPTY. */
-#define COUNTER_EMPTY UINT64_MAX
-typedef struct counter {
-    uint64_t *keys;
-    uint32_t *vals;
-    uint32_t mask, n;
-} counter_t;
-
-static void counter_init(counter_t *c, uint32_t size)
-{
-    c->mask = size - 1;
-    c->n = 0;
-    c->keys = sb_xmalloc((size_t)size * sizeof *c->keys);
-    c->vals = sb_xcalloc(size, sizeof *c->vals);
-    memset(c->keys, 0xff, (size_t)size * sizeof *c->keys);
-}
-
-static inline uint32_t counter_hash(uint64_t key)
-{
-    return nlu_mix32((uint32_t)key ^ (uint32_t)(key >> 32));
-}
-
-static uint32_t *counter_slot(counter_t *c, uint64_t key);
-
-static void counter_grow(counter_t *c)
-{
-    counter_t old = *c;
-    counter_init(c, (old.mask + 1) * 2);
-    for (uint32_t i = 0; i <= old.mask; i++)
-        if (old.keys[i] != COUNTER_EMPTY) *counter_slot(c, old.keys[i]) = old.vals[i];
-    free(old.keys);
-    free(old.vals);
-}
-
-static uint32_t *counter_slot(counter_t *c, uint64_t key)
-{
-    if ((uint64_t)(c->n + 1) * 2 > (uint64_t)c->mask + 1) counter_grow(c);
-    uint32_t i = counter_hash(key) & c->mask;
-    while (c->keys[i] != COUNTER_EMPTY && c->keys[i] != key)
-        i = (i + 1) & c->mask;
-    if (c->keys[i] == COUNTER_EMPTY) {
-        c->keys[i] = key;
-        c->vals[i] = 0;
-        c->n++;
-    }
-    return &c->vals[i];
-}
-
-static const uint32_t *counter_find(const counter_t *c, uint64_t key)
-{
-    uint32_t i = counter_hash(key) & c->mask;
-    while (c->keys[i] != COUNTER_EMPTY) {
-        if (c->keys[i] == key) return &c->vals[i];
-        i = (i + 1) & c->mask;
-    }
-    return NULL;
-}
-
-static void counter_free(counter_t *c)
-{
-    free(c->keys);
-    free(c->vals);
-}
-
 static int cmp_u32(const void *a, const void *b)
 {
     uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
@@ -1685,7 +1671,7 @@ static void sums_build(sb_nlu_model_t *m, const float *W, const counter_t *rowma
         m->sum_keys[i] = fr[i].key;
     free(fr);
     qsort(m->sum_keys, n, sizeof *m->sum_keys, cmp_u64);
-    sums_build_table(m);
+    sums_build_map(m);
     m->sum_ss = sb_xcalloc(n, sizeof *m->sum_ss);
     m->sumf = sb_xcalloc(n * L, sizeof *m->sumf);
     bool *done = sb_xcalloc(n, sizeof *done);
@@ -2557,7 +2543,8 @@ sb_result_t sb_nlu_model_parse(sb_nlu_model_t **out, const uint8_t *data, size_t
         for (uint32_t i = 0; i < NS; i++) {
             uint64_t lo = get_u32(&r);
             m->sum_keys[i] = lo | (uint64_t)get_u32(&r) << 32;
-            ok = ok && (i == 0 || m->sum_keys[i] > m->sum_keys[i - 1]);
+            ok = ok && m->sum_keys[i] != COUNTER_EMPTY &&
+                 (i == 0 || m->sum_keys[i] > m->sum_keys[i - 1]);
         }
         m->sum_ss = sb_xmalloc((size_t)NS * sizeof *m->sum_ss);
         for (uint32_t i = 0; i < NS; i++) {
@@ -2576,7 +2563,7 @@ sb_result_t sb_nlu_model_parse(sb_nlu_model_t **out, const uint8_t *data, size_t
         goto done;
     }
     build_table(m);
-    if (m->nsums) sums_build_table(m);
+    if (m->nsums) sums_build_map(m);
     if (m->knn_n) knn_build_slots(m);
     if (m->hidden) e_build_slots(m);
     snprintf(m->version, sizeof m->version, "%016llx", (unsigned long long)have);

@@ -479,6 +479,12 @@ enum {
     SEED_WSUM = 0x5355u
 };
 
+/* Bucket ids keep the low hash_bits bits of a feature's hash. */
+static uint32_t bucket_mask(const sb_nlu_featcfg_t *cfg)
+{
+    return cfg->hash_bits >= 32 ? 0xffffffffu : ((1u << cfg->hash_bits) - 1u);
+}
+
 static void push_feat(sb_nlu_work_t *w, uint32_t h, float v, uint32_t mask)
 {
     if (w->nf == w->fcap) {
@@ -492,14 +498,14 @@ static void push_feat(sb_nlu_work_t *w, uint32_t h, float v, uint32_t mask)
     w->nf++;
 }
 
-/* Char n-grams of "<word>" counted in code points. */
+/* Char n-grams of "<word>" counted in code points (none when cfg has no n-gram range). */
 static void char_ngrams(sb_nlu_work_t *w, const sb_nlu_token_t *t, const sb_nlu_featcfg_t *cfg,
                         uint32_t mask)
 {
     enum { MAXCP = 64 };
     char buf[4 * MAXCP + 2];
     uint32_t off[MAXCP + 3]; /* byte offset of each code point in buf, plus the end */
-    if (t->len > 4 * MAXCP) return;
+    if (t->len > 4 * MAXCP || cfg->char_max == 0 || cfg->char_max < cfg->char_min) return;
     size_t bl = 0, ncp = 0;
     buf[bl] = '<';
     off[ncp++] = (uint32_t)bl++;
@@ -543,7 +549,7 @@ static struct sb_stemmer *stemmer_for(sb_nlu_work_t *w, const char *lang)
 
 size_t nlu_word_buckets(sb_nlu_work_t *w, const sb_nlu_featcfg_t *cfg, uint32_t **out)
 {
-    uint32_t mask = cfg->hash_bits >= 32 ? 0xffffffffu : ((1u << cfg->hash_bits) - 1u);
+    uint32_t mask = bucket_mask(cfg);
     size_t need = 2 * w->ntoks + 2;
     if (w->wb_cap < need) {
         w->wb_cap = need;
@@ -576,9 +582,9 @@ uint64_t nlu_word_key(const sb_nlu_token_t *t)
 
 void nlu_work_char_features(sb_nlu_work_t *w, const sb_nlu_token_t *t, const sb_nlu_featcfg_t *cfg)
 {
-    uint32_t mask = cfg->hash_bits >= 32 ? 0xffffffffu : ((1u << cfg->hash_bits) - 1u);
+    uint32_t mask = bucket_mask(cfg);
     w->nf = 0;
-    if (cfg->char_max >= cfg->char_min && cfg->char_max > 0) char_ngrams(w, t, cfg, mask);
+    char_ngrams(w, t, cfg, mask);
 }
 
 static void push_sum(sb_nlu_work_t *w, int32_t s)
@@ -588,8 +594,7 @@ static void push_sum(sb_nlu_work_t *w, int32_t s)
         w->sums = sb_xrealloc(w->sums, w->sums_cap * sizeof *w->sums);
         w->sum_vals = sb_xrealloc(w->sum_vals, w->sums_cap * sizeof *w->sum_vals);
     }
-    w->sum_vals[w->nsums] = 1.0f;
-    w->sums[w->nsums++] = s;
+    w->sums[w->nsums++] = s; /* its value, the message's norm, is set by the model */
 }
 
 /* The features of the tokens; with find_sum, a word the model has a char n-gram sum for goes
@@ -598,7 +603,7 @@ static size_t featurize(sb_nlu_work_t *w, const sb_nlu_featcfg_t *cfg, const cha
                         nlu_find_sum_fn find_sum, const void *ctx, const uint32_t **ids,
                         const float **vals)
 {
-    uint32_t mask = cfg->hash_bits >= 32 ? 0xffffffffu : ((1u << cfg->hash_bits) - 1u);
+    uint32_t mask = bucket_mask(cfg);
     w->nf = 0;
     w->nsums = 0;
     struct sb_stemmer *st = cfg->stem ? stemmer_for(w, lang) : NULL;
@@ -625,7 +630,7 @@ static size_t featurize(sb_nlu_work_t *w, const sb_nlu_featcfg_t *cfg, const cha
         int32_t sum = find_sum ? find_sum(ctx, nlu_word_key(t)) : -1;
         if (sum >= 0)
             push_sum(w, sum);
-        else if (cfg->char_max >= cfg->char_min && cfg->char_max > 0)
+        else
             char_ngrams(w, t, cfg, mask);
         if (st) {
             const sb_symbol *s = sb_stemmer_stem(st, (const sb_symbol *)t->s, (int)t->len);
