@@ -357,6 +357,7 @@ static sb_nlu_model_t *train_sums(uint32_t hidden, float knn_weight, bool quanti
     sb_nlu_train_opts_default(&o);
     o.word_sums = sums;
     o.hidden = hidden;
+    o.hidden_auto = false; /* (the set is far below the automatic choice's size) */
     o.knn_weight = knn_weight;
     o.quantize = quantize;
     sb_nlu_model_t *m = NULL;
@@ -526,6 +527,69 @@ static void test_word_sums(void **state)
     }
 }
 
+/* --hidden-chars: the hidden layer gets embeddings for the char n-gram rows too (more rows
+ * with embeddings, header flag 16, format 4), no word sums are stored (the layer needs each
+ * n-gram), the model round-trips exactly, and a format 3 file claiming the flag is refused. */
+static void test_hidden_chars(void **state)
+{
+    (void)state;
+    for (int q = 0; q < 2; q++) {
+        sb_nlu_dataset_t ds;
+        load_small(&ds);
+        sb_nlu_train_opts_t o;
+        sb_nlu_train_opts_default(&o);
+        o.hidden = 8;
+        o.hidden_auto = false;
+        o.quantize = q;
+        sb_nlu_model_t *words = NULL, *chars = NULL, *l = NULL;
+        char err[256];
+        assert_int_equal(sb_nlu_train(&words, &ds, &o, NULL, err, sizeof err), SB_OK);
+        o.hidden_chars = true;
+        assert_int_equal(sb_nlu_train(&chars, &ds, &o, NULL, err, sizeof err), SB_OK);
+        sb_nlu_dataset_free(&ds);
+        uint8_t *b, *bw;
+        size_t n, nw;
+        sb_nlu_model_serialize(chars, &b, &n);
+        sb_nlu_model_serialize(words, &bw, &nw);
+        assert_int_equal(rd32(b + 8), 4);
+        assert_int_equal(rd32(b + 24) & 16u, 16u);
+        assert_int_equal(rd32(bw + 24) & 16u, 0);
+        assert_int_equal(rd32(b + 48), 8 * o.ensemble); /* hidden units of all members */
+        uint32_t rows = rd32(b + 40), er = rd32(b + 52), er_words = rd32(bw + 52);
+        assert_true(er_words > 0 && er > er_words && er <= rows);
+        assert_int_equal(rd32(b + 76), 0); /* no word sums */
+        assert_true(rd32(bw + 76) > 0);    /* (the words-only model has them) */
+        assert_int_equal(sb_nlu_model_parse(&l, b, n, err, sizeof err), SB_OK);
+        assert_string_equal(sb_nlu_model_version(l), sb_nlu_model_version(chars));
+        sb_nlu_work_t *w = sb_nlu_work_create();
+        for (size_t i = 0; i < sizeof probes / sizeof probes[0]; i++) {
+            sb_nlu_prediction_t pm, pl;
+            sb_nlu_model_predict(chars, w, probes[i], strlen(probes[i]), NULL, &pm);
+            sb_nlu_model_predict(l, w, probes[i], strlen(probes[i]), NULL, &pl);
+            assert_int_equal(pm.label, pl.label);
+            assert_true(pm.confidence == pl.confidence);
+        }
+        sb_nlu_prediction_t p;
+        sb_nlu_model_predict(l, w, "where is my order", 17, NULL, &p);
+        assert_string_equal(p.top[0].intent, "order_status");
+        sb_nlu_model_predict(l, w, "what are your opening hours", 27, NULL, &p);
+        assert_string_equal(p.top[0].intent, "opening_hours");
+        sb_nlu_model_destroy(l);
+        l = NULL;
+        /* an older format cannot carry the flag */
+        wr32(b + 8, 3);
+        reseal(b, n);
+        assert_int_equal(sb_nlu_model_parse(&l, b, n, err, sizeof err), SB_E_INVALID);
+        assert_non_null(strstr(err, "header"));
+        assert_null(l);
+        sb_nlu_work_destroy(w);
+        free(b);
+        free(bw);
+        sb_nlu_model_destroy(words);
+        sb_nlu_model_destroy(chars);
+    }
+}
+
 static void test_split(void **state)
 {
     (void)state;
@@ -657,6 +721,7 @@ int main(void)
         cmocka_unit_test(test_corrupt),
         cmocka_unit_test(test_threshold_and_calibration),
         cmocka_unit_test(test_hidden_and_memory_round_trip),
+        cmocka_unit_test(test_hidden_chars),
         cmocka_unit_test(test_memory_checked),
         cmocka_unit_test(test_word_sums),
         cmocka_unit_test(test_split),

@@ -73,6 +73,7 @@ static void train_usage(FILE *f)
                "                         [--dropout P] [--ensemble K] [--val-split P]\n"
                "                         [--no-refit] [--knn-k N] [--knn-weight X]\n"
                "                         [--hidden N] [--hidden-lr X] [--hidden-init X]\n"
+               "                         [--hidden-chars]\n"
                "                         [--augment N] [--augment-p P]\n"
                "                         [--no-quantize] [--no-word-sums] [--verbose]\n"
                "  FILE is TSV (text<TAB>intent) or YAML (.yml/.yaml, Rasa-like nlu: list).\n"
@@ -82,7 +83,10 @@ static void train_usage(FILE *f)
                "  (in-scope accuracy + out-of-scope recall) / 2 is stored in the model.\n"
                "  --augment N adds N copies of each example whose English words are replaced,\n"
                "  each with probability --augment-p (0.5), by a WordNet synonym that the\n"
-               "  examples use (the example memory keeps the real examples only).\n");
+               "  examples use (the example memory keeps the real examples only).\n"
+               "  --hidden-chars lets the hidden layer read the char n-grams and stems too,\n"
+               "  not only the words: a bigger model that trains and predicts more slowly\n"
+               "  (no word sums), for fine-grained intents (see docs/classifier.md).\n");
 }
 
 int sb_nlu_cmd_train(int argc, char **argv)
@@ -184,6 +188,8 @@ int sb_nlu_cmd_train(int argc, char **argv)
             o.feat.stem = true;
         } else if (strcmp(argv[i], "--no-quantize") == 0) {
             o.quantize = false;
+        } else if (strcmp(argv[i], "--hidden-chars") == 0) {
+            o.hidden_chars = true;
         } else if (strcmp(argv[i], "--no-word-sums") == 0) {
             o.word_sums = false;
         } else if (strcmp(argv[i], "--verbose") == 0) {

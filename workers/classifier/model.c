@@ -32,17 +32,18 @@
  * when the CPU has it (+ W2 · relu(b1 + Σ value · E[row]) with a hidden layer); softmax with
  * the temperature; the memory's vote mixed in; top-k and margin.
  *
- * File (all little-endian): "SBNLUMDL", u32 format version (3; 1 and 2 are still read),
- * feature config, u32 nlabels, u32 nrows, u32 quantized, [v2: u32 hidden, u32 memory examples,
- * u32 memory rows, u32 memory postings, u32 k, f32 share], [v3: u32 word sums], f32
- * temperature, f32 threshold, labels
- * (u8 length + bytes), f32 bias[nlabels], u32 keys[nrows] (ascending bucket ids), with idf:
- * f32 idf_unk + f32 idf[nrows], then either f32 W[nrows][nlabels] or f32 scale[nrows] + i8
- * W[nrows][nlabels]; with a hidden layer f32 b1[hidden], f32 W2[hidden][nlabels], and E like
- * W; with a memory u32 label[examples], u32 rows[], f32 idf[], u32 offsets[rows + 1], u32
- * example[postings], f32 value[postings]; with word sums u64 keys[sums] (ascending), f32
- * squared norm[sums] and the sums like W; and a u64 FNV-1a of everything before it. The model
- * version is that checksum in hex. Every count and index is checked at load. */
+ * File (all little-endian): "SBNLUMDL", u32 format version (4; 1 to 3 are still read),
+ * feature config (u32 char range and flags: 1 bigrams, 2 accents stripped, 4 stems, 8 idf,
+ * [v4] 16 the hidden layer reads every feature; f32 weights), u32 nlabels, u32 nrows, u32
+ * quantized, [v2: u32 hidden, u32 memory examples, u32 memory rows, u32 memory postings, u32 k, f32
+ * share], [v3: u32 word sums], f32 temperature, f32 threshold, labels (u8 length + bytes), f32
+ * bias[nlabels], u32 keys[nrows] (ascending bucket ids), with idf: f32 idf_unk + f32 idf[nrows],
+ * then either f32 W[nrows][nlabels] or f32 scale[nrows] + i8 W[nrows][nlabels]; with a hidden layer
+ * f32 b1[hidden], f32 W2[hidden][nlabels], and E like W; with a memory u32 label[examples], u32
+ * rows[], f32 idf[], u32 offsets[rows + 1], u32 example[postings], f32 value[postings]; with word
+ * sums u64 keys[sums] (ascending), f32 squared norm[sums] and the sums like W; and a u64 FNV-1a of
+ * everything before it. The model version is that checksum in hex. Every count and index is checked
+ * at load. */
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -54,7 +55,9 @@
 #include "sb/util.h"
 
 #define MODEL_MAGIC "SBNLUMDL"
-#define MODEL_FORMAT 3u /* 3 added the word sums, 2 the hidden layer; 1 and 2 are still read */
+#define MODEL_FORMAT                                                                               \
+    4u /* 4 added feature flag 16 (the hidden layer reads every feature), 3 the                    \
+        * word sums, 2 the hidden layer; 1 to 3 are still read */
 #define MAX_HIDDEN 1024u
 #define HIDDEN_MIN_PER_INTENT                                                                      \
     50                       /* examples per intent, on average, for the automatic hidden layer */
@@ -142,7 +145,8 @@ struct sb_nlu_model {
     float *idf;       /* nrows, when feat.idf */
     float idf_unk;    /* weight of a feature never seen in training */
     uint32_t hidden;  /* hidden units, 0 = linear only */
-    uint32_t ne_rows; /* rows with embeddings: the word features' */
+    bool hidden_all;  /* the hidden layer reads every feature, not only the word ones */
+    uint32_t ne_rows; /* rows with embeddings: the features the hidden layer reads */
     uint32_t *e_rows; /* ne_rows ascending model rows */
     int32_t *e_slot;  /* nrows: embedding of a row, or -1 (built at load) */
     float *ef;        /* nrows * hidden, when !quant */
@@ -619,7 +623,7 @@ void sb_nlu_model_logits(const sb_nlu_model_t *m, sb_nlu_work_t *w, const char *
                                     : (const char *)(m->wf + (size_t)r * L);
         for (size_t o = 0; o < row_bytes; o += 64)
             __builtin_prefetch(base + o);
-        if (m->hidden && (size_t)f < w->nwf && m->e_slot[r] >= 0) {
+        if (m->hidden && (m->hidden_all || (size_t)f < w->nwf) && m->e_slot[r] >= 0) {
             size_t e = (size_t)m->e_slot[r];
             const char *eb = m->quant ? (const char *)(m->eq + e * m->hidden)
                                       : (const char *)(m->ef + e * m->hidden);
@@ -657,12 +661,13 @@ void sb_nlu_model_logits(const sb_nlu_model_t *m, sb_nlu_work_t *w, const char *
     if (m->hidden) {
         /* h = relu(b1 + Σ v · E[row]); z += Σ_{h>0} h · W2[unit] */
         const uint32_t H = m->hidden;
+        if (m->hidden_all) nwk = nf;
         float *h = nlu_work_hidden(w, H + nwk);
         int32_t *units = (int32_t *)(h + H);
         int32_t *erows = (int32_t *)(h + 2 * H);
         float *evals = h + 2 * H + nwk;
         memcpy(h, m->b1, H * sizeof *h);
-        /* the hidden layer reads the word features only (the first nwk) */
+        /* the hidden layer reads the word features (the first nwk), or all of them */
         size_t ne = 0;
         for (size_t f = 0; f < nwk; f++) {
             int32_t e = m->e_slot[rows[f]];
@@ -1213,6 +1218,7 @@ static void text_logits(const sb_nlu_model_t *m, const sb_nlu_langid_t *li, sb_n
 /* The hidden part of one member under training (all NULL when hidden is 0). */
 typedef struct hid_part {
     uint32_t H;
+    bool all;  /* it reads every feature, not only the word features */
     float *E;  /* nrows * H: feature embeddings */
     float *b1; /* H */
     float *W2; /* H * L: hidden unit -> label logits */
@@ -1374,7 +1380,7 @@ train_member(const csr_t *x, uint32_t L, size_t nrows, const sb_nlu_train_opts_t
                 krow[nk] = x->rows[f];
                 kval[nk] = drop > 0 ? x->vals[f] * keep_scale : x->vals[f];
                 nk++;
-                if (f < x->off[i] + x->nword[i]) nkw = nk;
+                if ((H && hp->all) || f < x->off[i] + x->nword[i]) nkw = nk;
             }
             memcpy(z, bias, L * sizeof *z);
             for (size_t f = 0; f < nk; f++) {
@@ -1853,7 +1859,7 @@ sb_result_t sb_nlu_train(sb_nlu_model_t **out, const sb_nlu_dataset_t *train,
     {
         float *Wk = members > 1 ? sb_xmalloc((nw ? nw : 1) * sizeof *Wk) : W;
         float bk[SB_NLU_MAX_LABELS];
-        hid_part_t hp = {.H = Hm};
+        hid_part_t hp = {.H = Hm, .all = opts->hidden_chars};
         if (Hm) {
             hp.E = sb_xmalloc((nkeys > 0 ? nkeys * Hm : 1) * sizeof *hp.E);
             hp.b1 = sb_xmalloc(Hm * sizeof *hp.b1);
@@ -1898,7 +1904,8 @@ sb_result_t sb_nlu_train(sb_nlu_model_t **out, const sb_nlu_dataset_t *train,
     m->idf = idf;
     idf = NULL;
     m->idf_unk = feat->idf ? idf_unk : 1.0f;
-    if (opts->word_sums) {
+    /* (a hidden layer that reads the char n-grams needs them one by one: no sums then) */
+    if (opts->word_sums && !(Ht && opts->hidden_chars)) {
         const sb_nlu_dataset_t *sets[] = {train, opts->oos_train};
         sums_build(m, W, &rowmap, sets, 2, w);
     }
@@ -1923,10 +1930,13 @@ sb_result_t sb_nlu_train(sb_nlu_model_t **out, const sb_nlu_dataset_t *train,
         b1all = NULL;
         m->w2 = W2all;
         W2all = NULL;
-        /* embeddings are kept for the rows that occur as word features only */
+        /* embeddings are kept for the rows the hidden layer reads: the word features' or,
+         * with hidden_chars, every row */
+        m->hidden_all = opts->hidden_chars;
         bool *word = sb_xcalloc(nkeys ? nkeys : 1, sizeof *word);
         for (size_t i = 0; i < x.n; i++)
-            for (size_t f = x.off[i]; f < x.off[i] + x.nword[i]; f++)
+            for (size_t f = x.off[i]; f < (m->hidden_all ? x.off[i + 1] : x.off[i] + x.nword[i]);
+                 f++)
                 word[x.rows[f]] = true;
         uint32_t ner = 0;
         for (size_t r = 0; r < nkeys; r++)
@@ -2156,7 +2166,7 @@ static void serialize_body(const sb_nlu_model_t *m, sb_buf_t *b)
     put_u32(b, m->feat.char_min);
     put_u32(b, m->feat.char_max);
     put_u32(b, (m->feat.word_bigrams ? 1u : 0u) | (m->feat.strip_accents ? 2u : 0u) |
-                   (m->feat.stem ? 4u : 0u) | (m->feat.idf ? 8u : 0u));
+                   (m->feat.stem ? 4u : 0u) | (m->feat.idf ? 8u : 0u) | (m->hidden_all ? 16u : 0u));
     put_f32(b, m->feat.char_weight);
     put_f32(b, m->feat.bigram_weight);
     put_u32(b, m->nlabels);
@@ -2378,6 +2388,7 @@ sb_result_t sb_nlu_model_parse(sb_nlu_model_t **out, const uint8_t *data, size_t
     m->feat.strip_accents = flags & 2u;
     m->feat.stem = flags & 4u;
     m->feat.idf = flags & 8u;
+    m->hidden_all = flags & 16u;
     m->feat.char_weight = get_f32(&r);
     m->feat.bigram_weight = get_f32(&r);
     uint32_t L = get_u32(&r), R = get_u32(&r), quant = get_u32(&r);
@@ -2397,10 +2408,11 @@ sb_result_t sb_nlu_model_parse(sb_nlu_model_t **out, const uint8_t *data, size_t
     m->threshold = get_f32(&r);
     if (r.bad || m->feat.hash_bits < 16 || m->feat.hash_bits > 30 || m->feat.char_max > 6 ||
         (m->feat.char_max > 0 && (m->feat.char_min < 1 || m->feat.char_min > m->feat.char_max)) ||
-        (flags & ~15u) || !isfinite(m->feat.char_weight) || !isfinite(m->feat.bigram_weight) ||
-        L == 0 || L > SB_NLU_MAX_LABELS || R > SB_NLU_MAX_ROWS || quant > 1 || H > MAX_HIDDEN ||
-        ER > R || (H == 0 && ER != 0) || KN > SB_NLU_MAX_EXAMPLES || KK > R ||
-        KP > (uint64_t)KN * 1024 || Kk > 64 || (KN > 0 && Kk == 0) || !(Kw >= 0.0f && Kw <= 1.0f) ||
+        (flags & ~(fmt >= 4 ? 31u : 15u)) || (H == 0 && (flags & 16u)) ||
+        !isfinite(m->feat.char_weight) || !isfinite(m->feat.bigram_weight) || L == 0 ||
+        L > SB_NLU_MAX_LABELS || R > SB_NLU_MAX_ROWS || quant > 1 || H > MAX_HIDDEN || ER > R ||
+        (H == 0 && ER != 0) || KN > SB_NLU_MAX_EXAMPLES || KK > R || KP > (uint64_t)KN * 1024 ||
+        Kk > 64 || (KN > 0 && Kk == 0) || !(Kw >= 0.0f && Kw <= 1.0f) ||
         !(m->temperature > 0.0f && m->temperature < 1e6f) ||
         !(m->threshold >= 0.0f && m->threshold <= 1.0f) || NS > SB_NLU_MAX_ROWS) {
         nlu_errf(err, errlen, "model header out of bounds");

@@ -176,6 +176,8 @@ typedef struct sb_nlu_train_opts {
                                           an explicit hidden count turns it off) */
     float hidden_lr;                   /* AdaGrad rate of the hidden part (0 = lr) */
     float hidden_init;                 /* embeddings start uniform in ±hidden_init */
+    bool hidden_chars;                 /* the hidden layer also reads the char n-grams and
+                                          stems (bigger, slower model; no word sums) */
     uint32_t knn_k;                    /* neighbours in the example memory's vote */
     float knn_weight;                  /* share of that vote in the probabilities (0 = no
                                           memory stored) */
