@@ -1,7 +1,8 @@
 /* Unit tests for the `switchboard train|predict|eval` commands of sbnlu (cmd.c), called as
  * the CLI calls them, with their standard output captured: training with default options
  * carves a validation set out of the data, calibrates on it and refits on everything (and
- * says so); --val-split 0 trains on everything without calibration; `eval --replay` reads a
+ * says so); --val-split 0 trains on everything without calibration; --hidden-chars says when
+ * there is no hidden layer for it to change; `eval --replay` reads a
  * JSONL export of past classifications and reports the agreement of a model with them, the
  * out-of-scope rates and the confidence shifts, skipping and counting malformed lines;
  * predict writes intent, confidence, language and sentiment with fixed decimals; bad usage
@@ -146,6 +147,22 @@ static void test_train_carves_and_refits(void **state)
     assert_int_equal(run_cmd(sb_nlu_cmd_train, a2, NULL, &out, &err), 0);
     assert_null(strstr(err, "validation=carved"));
     assert_non_null(strstr(err, "temperature=1.000"));
+    assert_non_null(strstr(err, "hidden=0"));
+    free(out);
+    free(err);
+    /* 20 examples per intent: no hidden layer by default, so --hidden-chars says it did
+     * nothing; with --hidden 4 the three members' 12 units read the char n-grams */
+    const char *a5[] = {"train", "--data", data, "--out", plain, "--hidden-chars", NULL};
+    assert_int_equal(run_cmd(sb_nlu_cmd_train, a5, NULL, &out, &err), 0);
+    assert_non_null(strstr(err, "hidden=0"));
+    assert_non_null(strstr(err, "--hidden-chars did nothing"));
+    free(out);
+    free(err);
+    const char *a6[] = {"train",    "--data", data, "--out", plain, "--hidden-chars",
+                        "--hidden", "4",      NULL};
+    assert_int_equal(run_cmd(sb_nlu_cmd_train, a6, NULL, &out, &err), 0);
+    assert_non_null(strstr(err, "hidden=12"));
+    assert_null(strstr(err, "did nothing"));
     free(out);
     free(err);
     /* both models answer the training sentences */

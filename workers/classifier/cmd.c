@@ -289,8 +289,11 @@ int sb_nlu_cmd_train(int argc, char **argv)
             carved ? (refit ? " validation=carved,refit" : " validation=carved") : "");
     if (rep.val_accuracy >= 0) fprintf(stderr, " val_accuracy=%.4f", rep.val_accuracy);
     if (rep.val_objective >= 0) fprintf(stderr, " val_objective=%.4f", rep.val_objective);
-    fprintf(stderr, " memory_weight=%.2f", rep.knn_weight);
+    fprintf(stderr, " memory_weight=%.2f hidden=%u", rep.knn_weight, rep.hidden);
     fprintf(stderr, " bytes=%zu version=%s out=%s\n", nbytes, sb_nlu_model_version(m), out);
+    if (o.hidden_chars && rep.hidden == 0)
+        fprintf(stderr, "note: --hidden-chars did nothing: no hidden layer (the data has fewer "
+                        "than 50 examples per intent; --hidden N forces one)\n");
     status = 0;
 done:
     sb_nlu_model_destroy(m);

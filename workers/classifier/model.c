@@ -2090,6 +2090,7 @@ sb_result_t sb_nlu_train(sb_nlu_model_t **out, const sb_nlu_dataset_t *train,
         report->examples = x.n - (fit->n - train->n); /* the synonym copies not counted */
         report->labels = L;
         report->rows = m->nrows;
+        report->hidden = m->hidden;
         report->temperature = m->temperature;
         report->threshold = m->threshold;
         report->val_accuracy = val_acc;

@@ -190,6 +190,7 @@ void sb_nlu_train_opts_default(sb_nlu_train_opts_t *o);
 
 typedef struct sb_nlu_train_report {
     size_t examples, labels, rows;
+    uint32_t hidden; /* hidden units stored (all members side by side; 0: linear only) */
     float temperature, threshold;
     float val_accuracy;  /* argmax accuracy on val, -1 when no val */
     float val_objective; /* (in-scope acc + oos recall) / 2 at the threshold, -1 if n/a */
