@@ -158,8 +158,8 @@ static void test_train_carves_and_refits(void **state)
     assert_non_null(strstr(err, "--hidden-chars did nothing"));
     free(out);
     free(err);
-    const char *a6[] = {"train",    "--data", data, "--out", plain, "--hidden-chars",
-                        "--hidden", "4",      NULL};
+    const char *a6[] = {"train",          "--data",   data, "--out", plain,
+                        "--hidden-chars", "--hidden", "4",  NULL};
     assert_int_equal(run_cmd(sb_nlu_cmd_train, a6, NULL, &out, &err), 0);
     assert_non_null(strstr(err, "hidden=12"));
     assert_null(strstr(err, "did nothing"));

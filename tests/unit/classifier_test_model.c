@@ -372,6 +372,29 @@ static sb_nlu_model_t *train_opts(uint32_t hidden, float knn_weight, bool quanti
     return train_sums(hidden, knn_weight, quantize, true);
 }
 
+/* l, parsed from m's bytes, answers every probe exactly as m does, with probabilities that sum
+ * to at most 1, and gets the two plainest questions of the small set right. */
+static void assert_same_answers(const sb_nlu_model_t *m, const sb_nlu_model_t *l, sb_nlu_work_t *w)
+{
+    assert_string_equal(sb_nlu_model_version(l), sb_nlu_model_version(m));
+    for (size_t i = 0; i < sizeof probes / sizeof probes[0]; i++) {
+        sb_nlu_prediction_t pm, pl;
+        sb_nlu_model_predict(m, w, probes[i], strlen(probes[i]), NULL, &pm);
+        sb_nlu_model_predict(l, w, probes[i], strlen(probes[i]), NULL, &pl);
+        assert_int_equal(pm.label, pl.label);
+        assert_true(pm.confidence == pl.confidence);
+        float sum = 0;
+        for (size_t k = 0; k < pm.ntop; k++)
+            sum += pm.top[k].confidence;
+        assert_true(sum <= 1.0001f && pm.confidence > 0.0f);
+    }
+    sb_nlu_prediction_t p;
+    sb_nlu_model_predict(l, w, "where is my order", 17, NULL, &p);
+    assert_string_equal(p.top[0].intent, "order_status");
+    sb_nlu_model_predict(l, w, "what are your opening hours", 27, NULL, &p);
+    assert_string_equal(p.top[0].intent, "opening_hours");
+}
+
 static void test_hidden_and_memory_round_trip(void **state)
 {
     (void)state;
@@ -387,24 +410,8 @@ static void test_hidden_and_memory_round_trip(void **state)
         if (v == 0) plain_len = n;
         if (v == 2) assert_true(n > plain_len); /* the memory is stored */
         assert_int_equal(sb_nlu_model_parse(&l, b, n, err, sizeof err), SB_OK);
-        assert_string_equal(sb_nlu_model_version(l), sb_nlu_model_version(m));
         sb_nlu_work_t *w = sb_nlu_work_create();
-        for (size_t i = 0; i < sizeof probes / sizeof probes[0]; i++) {
-            sb_nlu_prediction_t pm, pl;
-            sb_nlu_model_predict(m, w, probes[i], strlen(probes[i]), NULL, &pm);
-            sb_nlu_model_predict(l, w, probes[i], strlen(probes[i]), NULL, &pl);
-            assert_int_equal(pm.label, pl.label);
-            assert_true(pm.confidence == pl.confidence);
-            float sum = 0;
-            for (size_t k = 0; k < pm.ntop; k++)
-                sum += pm.top[k].confidence;
-            assert_true(sum <= 1.0001f && pm.confidence > 0.0f);
-        }
-        sb_nlu_prediction_t p;
-        sb_nlu_model_predict(l, w, "where is my order", 17, NULL, &p);
-        assert_string_equal(p.top[0].intent, "order_status");
-        sb_nlu_model_predict(l, w, "what are your opening hours", 27, NULL, &p);
-        assert_string_equal(p.top[0].intent, "opening_hours");
+        assert_same_answers(m, l, w);
         if (knn > 0) {
             /* a training sentence itself: its own memory entries vote for it */
             sb_nlu_prediction_t q;
@@ -560,20 +567,8 @@ static void test_hidden_chars(void **state)
         assert_int_equal(rd32(b + 76), 0); /* no word sums */
         assert_true(rd32(bw + 76) > 0);    /* (the words-only model has them) */
         assert_int_equal(sb_nlu_model_parse(&l, b, n, err, sizeof err), SB_OK);
-        assert_string_equal(sb_nlu_model_version(l), sb_nlu_model_version(chars));
         sb_nlu_work_t *w = sb_nlu_work_create();
-        for (size_t i = 0; i < sizeof probes / sizeof probes[0]; i++) {
-            sb_nlu_prediction_t pm, pl;
-            sb_nlu_model_predict(chars, w, probes[i], strlen(probes[i]), NULL, &pm);
-            sb_nlu_model_predict(l, w, probes[i], strlen(probes[i]), NULL, &pl);
-            assert_int_equal(pm.label, pl.label);
-            assert_true(pm.confidence == pl.confidence);
-        }
-        sb_nlu_prediction_t p;
-        sb_nlu_model_predict(l, w, "where is my order", 17, NULL, &p);
-        assert_string_equal(p.top[0].intent, "order_status");
-        sb_nlu_model_predict(l, w, "what are your opening hours", 27, NULL, &p);
-        assert_string_equal(p.top[0].intent, "opening_hours");
+        assert_same_answers(chars, l, w);
         sb_nlu_model_destroy(l);
         l = NULL;
         /* an older format cannot carry the flag */
