@@ -55,9 +55,9 @@
 #include "sb/util.h"
 
 #define MODEL_MAGIC "SBNLUMDL"
-#define MODEL_FORMAT                                                                               \
-    4u /* 4 added feature flag 16 (the hidden layer reads every feature), 3 the                    \
-        * word sums, 2 the hidden layer; 1 to 3 are still read */
+/* 4 added feature flag 16 (the hidden layer reads every feature), 3 the word sums, 2 the
+ * hidden layer; 1 to 3 are still read */
+#define MODEL_FORMAT 4u
 #define MAX_HIDDEN 1024u
 #define HIDDEN_MIN_PER_INTENT                                                                      \
     50                       /* examples per intent, on average, for the automatic hidden layer */
