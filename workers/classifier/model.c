@@ -1904,8 +1904,10 @@ sb_result_t sb_nlu_train(sb_nlu_model_t **out, const sb_nlu_dataset_t *train,
     m->idf = idf;
     idf = NULL;
     m->idf_unk = feat->idf ? idf_unk : 1.0f;
+    m->hidden = Ht;
+    m->hidden_all = Ht && opts->hidden_chars;
     /* (a hidden layer that reads the char n-grams needs them one by one: no sums then) */
-    if (opts->word_sums && !(Ht && opts->hidden_chars)) {
+    if (opts->word_sums && !m->hidden_all) {
         const sb_nlu_dataset_t *sets[] = {train, opts->oos_train};
         sums_build(m, W, &rowmap, sets, 2, w);
     }
@@ -1923,7 +1925,6 @@ sb_result_t sb_nlu_train(sb_nlu_model_t **out, const sb_nlu_dataset_t *train,
         m->wf = W;
         W = NULL;
     }
-    m->hidden = Ht;
     if (m->hidden) {
         const uint32_t H = m->hidden;
         m->b1 = b1all;
@@ -1932,25 +1933,24 @@ sb_result_t sb_nlu_train(sb_nlu_model_t **out, const sb_nlu_dataset_t *train,
         W2all = NULL;
         /* embeddings are kept for the rows the hidden layer reads: the word features' or,
          * with hidden_chars, every row */
-        m->hidden_all = opts->hidden_chars;
-        bool *word = sb_xcalloc(nkeys ? nkeys : 1, sizeof *word);
+        bool *reads = sb_xcalloc(nkeys ? nkeys : 1, sizeof *reads);
         for (size_t i = 0; i < x.n; i++)
             for (size_t f = x.off[i]; f < (m->hidden_all ? x.off[i + 1] : x.off[i] + x.nword[i]);
                  f++)
-                word[x.rows[f]] = true;
+                reads[x.rows[f]] = true;
         uint32_t ner = 0;
         for (size_t r = 0; r < nkeys; r++)
-            ner += word[r];
+            ner += reads[r];
         m->ne_rows = ner;
         m->e_rows = sb_xmalloc((ner ? ner : 1) * sizeof *m->e_rows);
         float *Ew = sb_xmalloc((ner ? (size_t)ner * H : 1) * sizeof *Ew);
         for (size_t r = 0, k = 0; r < nkeys; r++)
-            if (word[r]) {
+            if (reads[r]) {
                 m->e_rows[k] = (uint32_t)r;
                 memcpy(Ew + k * H, Eall + r * H, H * sizeof *Ew);
                 k++;
             }
-        free(word);
+        free(reads);
         if (m->quant) {
             quantize_new(Ew, ner, H, &m->eq, &m->escale);
             free(Ew);
@@ -2409,7 +2409,7 @@ sb_result_t sb_nlu_model_parse(sb_nlu_model_t **out, const uint8_t *data, size_t
     m->threshold = get_f32(&r);
     if (r.bad || m->feat.hash_bits < 16 || m->feat.hash_bits > 30 || m->feat.char_max > 6 ||
         (m->feat.char_max > 0 && (m->feat.char_min < 1 || m->feat.char_min > m->feat.char_max)) ||
-        (flags & ~(fmt >= 4 ? 31u : 15u)) || (H == 0 && (flags & 16u)) ||
+        (flags & ~(fmt >= 4 ? 31u : 15u)) || ((flags & 16u) && (H == 0 || NS != 0)) ||
         !isfinite(m->feat.char_weight) || !isfinite(m->feat.bigram_weight) || L == 0 ||
         L > SB_NLU_MAX_LABELS || R > SB_NLU_MAX_ROWS || quant > 1 || H > MAX_HIDDEN || ER > R ||
         (H == 0 && ER != 0) || KN > SB_NLU_MAX_EXAMPLES || KK > R || KP > (uint64_t)KN * 1024 ||
